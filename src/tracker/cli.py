@@ -1,0 +1,293 @@
+"""The `tracker` command line: a thin layer that parses options, calls the facade, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from tracker import __version__
+from tracker.errors import ConfigError, TrackerError
+from tracker.records import RecordedEvent
+from tracker.service import Tracker, check_config, database_revision, upgrade_database
+from tracker.settings import (
+    CONFIG_ENV,
+    DATABASE_URL_ENV,
+    DEFAULT_CONFIG_PATH,
+    DEFAULT_DATABASE_URL,
+    Settings,
+)
+from tracker.terminal import clip, printable
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+database_url_option = click.option(
+    "--database-url",
+    envvar=DATABASE_URL_ENV,
+    show_envvar=True,
+    metavar="URL",
+    help=f"Database to use: sqlite:///FILE or postgresql://USER@HOST/DB "
+    f"[default: {DEFAULT_DATABASE_URL}]",
+)
+config_option = click.option(
+    "--config",
+    "config_path",
+    envvar=CONFIG_ENV,
+    show_envvar=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help=f"The feeds and storylines file [default: ./{DEFAULT_CONFIG_PATH}]",
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON for scripts instead of text."
+)
+
+
+@contextmanager
+def _open(database_url: str | None) -> Iterator[Tracker]:
+    with Tracker.open(Settings.resolve(database_url)) as tracker:
+        yield tracker
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="tracker")
+def cli() -> None:
+    """Follow news storylines across outlets from their RSS/Atom feeds.
+
+    Everything tracker sees is recorded as events in an append-only log (SQLite by default,
+    PostgreSQL for several machines); every view is built from that log.
+
+    \b
+    Examples:
+      tracker events --limit 20        the first 20 events in the log
+      tracker verify                   check the log's hash chain
+      tracker config check             check feeds.yaml
+    """
+
+
+@cli.group()
+def db() -> None:
+    """Manage the database schema.
+
+    Every command creates the schema in an empty database by itself; an existing database is
+    only moved to a new schema by `tracker db upgrade`.
+    """
+
+
+@db.command("upgrade")
+@database_url_option
+def db_upgrade(database_url: str | None) -> None:
+    """Upgrade the database schema to the one this tracker needs.
+
+    \b
+    Example:
+      tracker db upgrade --database-url postgresql://tracker@db.example/tracker
+    """
+    report = upgrade_database(Settings.resolve(database_url))
+    if report.changed:
+        click.echo(f"{report.database}: upgraded from {report.before or 'empty'} to {report.after}")
+    else:
+        click.echo(f"{report.database}: already at {report.after}")
+
+
+@db.command("current")
+@database_url_option
+@json_option
+def db_current(database_url: str | None, as_json: bool) -> None:
+    """Show the database's schema revision and the one this tracker expects.
+
+    \b
+    Example:
+      tracker db current
+    """
+    revision, expected = database_revision(Settings.resolve(database_url))
+    if as_json:
+        click.echo(json.dumps({"revision": revision, "expected": expected}))
+    else:
+        click.echo(f"revision {revision or '(empty database)'}; this tracker expects {expected}")
+
+
+@cli.command()
+@click.option("--stream", "stream_id", metavar="STREAM", help="Only this stream's events.")
+@click.option("--type", "event_type", metavar="TYPE", help="Only events of this type.")
+@click.option(
+    "--since-position",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Only events after position N.",
+)
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N events.")
+@json_option
+@database_url_option
+def events(
+    stream_id: str | None,
+    event_type: str | None,
+    since_position: int,
+    limit: int | None,
+    as_json: bool,
+    database_url: str | None,
+) -> None:
+    """Show the event log, oldest first.
+
+    With --json, prints one JSON object per line: position, id, stream, version, type,
+    schema_version, recorded_at, payload, metadata.
+
+    \b
+    Examples:
+      tracker events --limit 20
+      tracker events --since-position 1000 --type article.revised --json
+    """
+    with _open(database_url) as tracker:
+        found = tracker.events(
+            stream_id=stream_id,
+            event_type=event_type,
+            after_position=since_position,
+            limit=limit,
+        )
+        shown = 0
+        for event in found:
+            click.echo(json.dumps(event.as_json_object()) if as_json else _event_line(event))
+            shown += 1
+        if not shown and not as_json:
+            click.echo("no events", err=True)
+
+
+def _event_line(event: RecordedEvent) -> str:
+    payload = json.dumps(event.payload, ensure_ascii=False, separators=(",", ":"))
+    return "  ".join(
+        [
+            f"{event.position:>8}",
+            event.recorded_at.strftime("%Y-%m-%d %H:%M:%SZ"),
+            f"{printable(clip(event.stream_id, 40)):<40}",
+            f"v{event.stream_version:<4}",
+            f"{printable(clip(event.event_type, 24)):<24}",
+            printable(clip(payload, 80)),
+        ]
+    )
+
+
+@cli.command()
+@json_option
+@database_url_option
+def verify(as_json: bool, database_url: str | None) -> None:
+    """Check the log's hash chain from the first event to the last.
+
+    Each event's hash covers its content and the previous event's hash, so an event changed,
+    deleted or reordered behind tracker's back breaks the chain there. Exits 1 if it is broken,
+    naming the first bad position.
+
+    \b
+    Example:
+      tracker verify
+    """
+    with _open(database_url) as tracker:
+        if sys.stderr.isatty() and not as_json:
+            with click.progressbar(
+                length=tracker.head_position(), label="verifying", file=sys.stderr
+            ) as bar:
+                report = tracker.verify(progress=bar.update)
+        else:
+            report = tracker.verify()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "checked": report.checked,
+                    "first_bad_position": report.first_bad_position,
+                    "problem": report.problem,
+                }
+            )
+        )
+    elif report.ok:
+        click.echo(f"verified {report.checked} events: the hash chain is intact")
+    else:
+        click.echo(
+            f"chain broken at position {report.first_bad_position}: {report.problem} "
+            f"({report.checked} events before it verified)"
+        )
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@cli.group()
+def config() -> None:
+    """Check the feeds and storylines file (feeds.yaml)."""
+
+
+@config.command("check")
+@config_option
+@json_option
+def config_check(config_path: str | None, as_json: bool) -> None:
+    """Check feeds.yaml and summarise it; print one line per problem and exit 2 if any.
+
+    \b
+    Example:
+      tracker config check --config /etc/tracker/feeds.yaml
+    """
+    loaded = check_config(Settings.resolve(config_path=config_path))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "path": str(loaded.path),
+                    "feeds": [
+                        {
+                            "id": feed.id,
+                            "title": feed.title,
+                            "url": feed.url,
+                            "interval_seconds": feed.interval.total_seconds(),
+                            "enabled": feed.enabled,
+                        }
+                        for feed in loaded.feeds
+                    ],
+                    "storylines": [
+                        {
+                            "id": story.id,
+                            "title": story.title,
+                            "match": {
+                                "all": list(story.match.all),
+                                "any": list(story.match.any),
+                                "none": list(story.match.none),
+                            },
+                        }
+                        for story in loaded.storylines
+                    ],
+                }
+            )
+        )
+        return
+    enabled = sum(feed.enabled for feed in loaded.feeds)
+    click.echo(
+        f"{loaded.path}: OK, {len(loaded.feeds)} feeds ({enabled} enabled), "
+        f"{len(loaded.storylines)} storylines"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning every TrackerError into one line and an exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="tracker", standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except ConfigError as error:
+        for problem in error.problems:
+            click.echo(printable(problem), err=True)
+        sys.exit(error.exit_code)
+    except TrackerError as error:
+        click.echo(f"error: {printable(str(error))}", err=True)
+        sys.exit(error.exit_code)
+    except BrokenPipeError:
+        # The reader went away (`tracker events | head`): not an error of ours.
+        sys.stderr.close()
+        sys.exit(0)
+    sys.exit(result if isinstance(result, int) else 0)

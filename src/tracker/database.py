@@ -1,0 +1,156 @@
+"""Opening the database: URL handling, SQLite pragmas, error translation, schema checks.
+
+SQLite is the embedded default; PostgreSQL (through psycopg 3) is for several daemons sharing
+one database. Everything dialect-specific about connecting lives here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
+from tracker.errors import SchemaError, StorageError, UsageError
+from tracker.schema import SCHEMA_REVISION
+
+# How long a writer waits for another process's write lock before giving up. Appends are short,
+# so waiting this long means something is stuck, not busy.
+SQLITE_BUSY_TIMEOUT_S = 30
+# Execution option that makes a SQLite transaction take the write lock when it begins.
+WRITE = {"tracker_write": True}
+
+
+def parse_database_url(url: str) -> URL:
+    """Parse and normalise a database URL; refuse what tracker cannot use."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError(
+            f"database URL {url!r} is not a URL (expected e.g. sqlite:///tracker.db "
+            "or postgresql://user@host/dbname)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.drivername != "sqlite":
+            raise UsageError(f"database URL {url!r}: use the plain sqlite:/// driver")
+        return parsed
+    if backend in ("postgresql", "postgres"):
+        if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+            if importlib.util.find_spec("psycopg") is None:
+                raise UsageError(
+                    "PostgreSQL support needs psycopg 3: pip install 'tracker[postgres]'"
+                )
+            return parsed.set(drivername="postgresql+psycopg")
+        raise UsageError(f"database URL {url!r}: only the psycopg (3) driver is supported")
+    raise UsageError(
+        f"database URL {url!r}: unsupported database {backend!r} (use sqlite or postgresql)"
+    )
+
+
+def describe(url: URL) -> str:
+    """How error messages name a database: the file for SQLite, the URL sans password else."""
+    if url.get_backend_name() == "sqlite":
+        return url.database or ":memory:"
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+
+
+def create_engine(url: str) -> Engine:
+    parsed = parse_database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        folder = Path(url.database).parent
+        if not folder.is_dir():
+            raise StorageError(f"{url.database}: folder {str(folder)!r} does not exist")
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # pysqlite's own transaction handling defers BEGIN and commits around DDL behind our
+        # back; with isolation_level None we issue BEGIN ourselves (see _begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # WAL lets readers run while one process writes; it persists in the file.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):  # type: ignore[no-untyped-def]
+        # A writer takes the write lock up front (IMMEDIATE), so it waits out the busy timeout
+        # instead of failing when a read transaction would have to be upgraded to a write.
+        immediate = connection.get_execution_options().get("tracker_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+# Any constant works; it only has to be the same in every process that migrates.
+_MIGRATION_LOCK_KEY = 0x7472_6163_6B65_72  # "tracker"
+
+
+def lock_for_migration(connection: sa.Connection) -> None:
+    """Serialise schema changes between processes, for the current transaction.
+
+    On SQLite the write transaction (BEGIN IMMEDIATE) already does; PostgreSQL needs a lock so
+    that two daemons starting on an empty database do not both create the tables.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+
+
+@contextmanager
+def storage_errors(engine: Engine) -> Iterator[None]:
+    """Turn a driver error into a one-line StorageError that names the database."""
+    try:
+        yield
+    except DBAPIError as error:
+        original = str(error.orig).strip().splitlines()
+        reason = original[0] if original else type(error.orig).__name__
+        raise StorageError(f"{describe(engine.url)}: {reason}") from error
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at, or None for a database never migrated."""
+    with storage_errors(engine), engine.connect() as connection:
+        if not sa.inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Migrate an empty database to head; refuse one at another revision.
+
+    Only `tracker db upgrade` moves an existing database between revisions: upgrading a shared
+    database is a decision, not a side effect of running a command.
+    """
+    revision = current_revision(engine)
+    if revision == SCHEMA_REVISION:
+        return
+    if revision is None:
+        from tracker.migrate import upgrade  # Alembic is imported only when needed.
+
+        upgrade(engine)
+        return
+    raise SchemaError(
+        f"{describe(engine.url)}: database schema is at revision {revision!r}, this tracker "
+        f"expects {SCHEMA_REVISION!r}; run `tracker db upgrade` (or upgrade tracker if the "
+        "database was written by a newer one)"
+    )

@@ -1,0 +1,56 @@
+"""Running the Alembic migrations from inside tracker (`tracker db upgrade`, first use)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+from tracker.database import WRITE, lock_for_migration, storage_errors
+from tracker.errors import SchemaError
+
+
+def migrations_dir() -> Path:
+    """The alembic/ folder: packaged inside tracker by the wheel, or beside src/ in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "migrations", here.parents[1] / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise SchemaError("tracker's migrations are missing from this installation")
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    return config
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the database, serialised against other processes doing the same at once."""
+    config = alembic_config()
+    with storage_errors(engine), engine.connect() as connection:
+        connection = connection.execution_options(**WRITE)
+        with connection.begin():
+            lock_for_migration(connection)
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    config = alembic_config()
+    with storage_errors(engine), engine.connect() as connection:
+        connection = connection.execution_options(**WRITE)
+        with connection.begin():
+            lock_for_migration(connection)
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
