@@ -1,0 +1,195 @@
+"""Appending to the log: versions, batches, concurrency errors and idempotent retries."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tracker.errors import ConcurrencyError, DuplicateEventError
+from tracker.eventstore import EventStore
+from tracker.records import NewEvent
+from tracker.schema import events
+
+
+def article(title: str, **extra: object) -> NewEvent:
+    return NewEvent("article.published", {"title": title, **extra})
+
+
+def count(store: EventStore) -> int:
+    with store.engine.connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
+
+
+def test_append_assigns_positions_and_stream_versions(store: EventStore) -> None:
+    first = store.append("article-1", [article("US raises reward for Maduro to $25 million")], 0)
+    second = store.append("article-2", [article("Guyana takes Essequibo case to the ICJ")], 0)
+    third = store.append(
+        "article-1",
+        [NewEvent("article.revised", {"title": "US raises Maduro reward to $50 million"})],
+        1,
+    )
+    assert (first.positions, first.stream_version) == ((1,), 1)
+    assert (second.positions, second.stream_version) == ((2,), 1)
+    assert (third.positions, third.stream_version) == ((3,), 2)
+    assert [e.stream_version for e in store.read_stream("article-1")] == [1, 2]
+    assert store.stream_version("article-1") == 2
+    assert store.stream_version("never-written") == 0
+
+
+def test_append_records_every_envelope_field(store: EventStore) -> None:
+    new = NewEvent(
+        "article.published",
+        {"title": "Sky Group USA: 600 investors", "amount": 1.5, "tags": ["miami", "ponzi"]},
+        schema_version=3,
+        metadata={"correlation_id": "poll-7", "causation_id": "cmd-1", "feed": "upi-top"},
+    )
+    store.append("article-9", [new], 0)
+    (recorded,) = store.read_all()
+    assert recorded.event_id == new.event_id
+    assert recorded.stream_id == "article-9"
+    assert recorded.stream_version == 1
+    assert recorded.event_type == "article.published"
+    assert recorded.schema_version == 3
+    assert recorded.payload == new.payload
+    assert recorded.metadata == new.metadata
+    assert recorded.recorded_at.utcoffset() is not None
+    assert recorded.recorded_at.utcoffset().total_seconds() == 0
+
+
+def test_wrong_expected_version_names_stream_and_versions_and_writes_nothing(
+    store: EventStore,
+) -> None:
+    store.append("article-1", [article("one"), article("two")], 0)
+    with pytest.raises(ConcurrencyError) as caught:
+        store.append("article-1", [article("three")], 1)
+    assert caught.value.stream_id == "article-1"
+    assert (caught.value.expected, caught.value.actual) == (1, 2)
+    assert "'article-1'" in str(caught.value)
+    assert "expected version 1" in str(caught.value)
+    assert "at version 2" in str(caught.value)
+    assert count(store) == 2
+
+
+def test_expected_version_zero_refuses_an_existing_stream(store: EventStore) -> None:
+    store.append("feed-upi", [NewEvent("feed.added", {"url": "https://rss.upi.com/"})], 0)
+    with pytest.raises(ConcurrencyError):
+        store.append("feed-upi", [NewEvent("feed.added", {"url": "https://rss.upi.com/"})], 0)
+    assert count(store) == 1
+
+
+def test_expected_version_none_appends_at_the_end(store: EventStore) -> None:
+    store.append("s", [article("a")], None)
+    result = store.append("s", [article("b")], None)
+    assert result.stream_version == 2
+
+
+def test_a_batch_is_all_or_nothing(store: EventStore) -> None:
+    store.append("article-1", [article("kept")], 0)
+    unencodable = NewEvent("article.published", {"title": object()})
+    with pytest.raises(TypeError):
+        store.append("article-2", [article("first of batch"), unencodable], 0)
+    assert count(store) == 1
+    assert store.stream_version("article-2") == 0
+    # The log carries on normally afterwards, without a gap in positions.
+    assert store.append("article-2", [article("retry")], 0).positions == (2,)
+
+
+def test_retrying_an_appended_batch_is_a_no_op_reporting_existing_positions(
+    store: EventStore,
+) -> None:
+    batch = [article("Maduro reward raised"), article("to $50 million")]
+    store.append("article-0", [article("before")], 0)
+    first = store.append("article-1", batch, 0)
+    # A retry after a lost acknowledgement still carries the old expected version.
+    retry = store.append("article-1", batch, 0)
+    assert retry.already_recorded
+    assert retry.positions == first.positions == (2, 3)
+    assert retry.stream_version == 2
+    assert count(store) == 3
+
+
+def test_retrying_one_event_into_another_stream_reports_where_it_is(store: EventStore) -> None:
+    event = article("Essequibo referendum")
+    store.append("article-1", [event], 0)
+    again = store.append("article-elsewhere", [event], 0)
+    assert again.already_recorded and again.positions == (1,)
+    assert store.stream_version("article-elsewhere") == 0
+
+
+def test_a_batch_mixing_recorded_and_new_events_is_refused(store: EventStore) -> None:
+    old = article("old")
+    store.append("article-1", [old], 0)
+    with pytest.raises(DuplicateEventError) as caught:
+        store.append("article-1", [old, article("new")], 1)
+    assert str(old.event_id) in str(caught.value)
+    assert count(store) == 1
+
+
+def test_the_same_event_twice_in_one_batch_is_a_programming_error(store: EventStore) -> None:
+    event = article("twice")
+    with pytest.raises(ValueError):
+        store.append("article-1", [event, event], 0)
+    with pytest.raises(ValueError):
+        store.append("article-1", [], 0)
+    assert count(store) == 0
+
+
+def test_event_ids_are_time_ordered_uuids() -> None:
+    ids = [NewEvent("x", {}).event_id for _ in range(1000)]
+    assert all(i.version == 7 for i in ids)
+    assert len(set(ids)) == 1000
+    # Milliseconds lead, so ids made later never sort before ids made earlier.
+    millis = [i.int >> 80 for i in ids]
+    assert millis == sorted(millis)
+
+
+def test_recorded_times_never_go_backwards_even_when_the_clock_does(engine: sa.Engine) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    times = iter([datetime(2026, 11, 24, 12, tzinfo=UTC), datetime(2026, 11, 24, 11, tzinfo=UTC)])
+    store = EventStore(engine, clock=lambda: next(times))
+    store.append("a", [article("one")], 0)
+    store.append("b", [article("two")], 0)
+    first, second = store.read_all()
+    assert second.recorded_at == first.recorded_at
+    assert first.recorded_at - datetime(2026, 11, 24, 12, tzinfo=UTC) == timedelta(0)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    payload=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
+    metadata=st.dictionaries(st.text(max_size=10), st.text(), max_size=3),
+    event_type=st.text(min_size=1, max_size=100),
+    stream_id=st.text(min_size=1, max_size=200),
+)
+def test_every_event_survives_append_and_read(
+    store: EventStore, payload: dict, metadata: dict, event_type: str, stream_id: str
+) -> None:
+    new = NewEvent(event_type.replace("\x00", ""), payload, metadata=metadata)
+    stream = stream_id.replace("\x00", "")
+    result = store.append(stream, [new])
+    (recorded,) = store.read_all(result.positions[0] - 1, limit=1)
+    assert recorded.event_id == new.event_id
+    assert recorded.stream_id == stream
+    assert recorded.event_type == new.event_type
+    assert recorded.payload == payload
+    assert recorded.metadata == metadata
