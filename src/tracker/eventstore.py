@@ -241,7 +241,18 @@ class EventStore:
         query = sa.select(*_ENVELOPE, events.c.hash).order_by(events.c.position)
         for rows in self._batches(query, events.c.position, 0, batch_size, None):
             for row in rows:
-                yield ChainRow(row[0], str(row[1]), *row[2:])
+                yield ChainRow(
+                    position=row.position,
+                    event_id=str(row.event_id),
+                    stream_id=row.stream_id,
+                    stream_version=row.stream_version,
+                    event_type=row.event_type,
+                    schema_version=row.schema_version,
+                    payload=row.payload,
+                    metadata=row.metadata,
+                    recorded_at=row.recorded_at,
+                    hash=row.hash,
+                )
 
     def _batches(
         self,
