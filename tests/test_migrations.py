@@ -115,3 +115,27 @@ def test_alembic_uses_the_default_sqlite_file_in_the_working_directory(tmp_path:
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "tracker.db").is_file()
+
+
+def test_several_processes_starting_on_an_empty_database_all_succeed(database_url: str) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "TRACKER_DATABASE_URL"},
+        "TRACKER_DATABASE_URL": database_url,
+    }
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tracker", "events"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for process in starts:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert err.strip() == "no events"
+    engine = create_engine(database_url)
+    assert current_revision(engine) == SCHEMA_REVISION
+    engine.dispose()

@@ -32,25 +32,35 @@ DEFAULT_BATCH_SIZE = 10_000
 # Keeps `IN (...)` lists well under every database's bound-parameter limit.
 _ID_LOOKUP_CHUNK = 500
 
-_ENVELOPE = (
-    events.c.position,
-    events.c.event_id,
-    events.c.stream_id,
-    events.c.stream_version,
-    events.c.event_type,
-    events.c.schema_version,
-    events.c.payload,
-    events.c.metadata,
-    events.c.recorded_at,
-)
+
+def _envelope(dialect: str) -> tuple[sa.ColumnElement[Any], ...]:
+    """The columns readers select, in RecordedEvent's order."""
+    recorded_at: sa.ColumnElement[Any] = events.c.recorded_at
+    if dialect == "sqlite":
+        # SQLAlchemy parses SQLite's datetime text with a regular expression; taking the text
+        # and using datetime.fromisoformat (in C) reads the log markedly faster.
+        recorded_at = sa.type_coerce(events.c.recorded_at, sa.String).label("recorded_at")
+    return (
+        events.c.position,
+        events.c.event_id,
+        events.c.stream_id,
+        events.c.stream_version,
+        events.c.event_type,
+        events.c.schema_version,
+        events.c.payload,
+        events.c.metadata,
+        recorded_at,
+    )
 
 
 def encode_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back the naive UTC time it stored; PostgreSQL an aware one in session time.
+def _utc(moment: datetime | str) -> datetime:
+    # SQLite holds the naive UTC time as text; PostgreSQL hands back an aware one in session time.
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
@@ -66,6 +76,7 @@ class EventStore:
     def __init__(self, engine: Engine, clock: Clock = _now) -> None:
         self._engine = engine
         self._clock = clock
+        self._envelope = _envelope(engine.dialect.name)
 
     @property
     def engine(self) -> Engine:
@@ -216,7 +227,7 @@ class EventStore:
             conditions.append(events.c.stream_id == stream_id)
         if event_type is not None:
             conditions.append(events.c.event_type == event_type)
-        query = sa.select(*_ENVELOPE).where(*conditions).order_by(events.c.position)
+        query = sa.select(*self._envelope).where(*conditions).order_by(events.c.position)
         for rows in self._batches(query, events.c.position, after_position, batch_size, limit):
             for row in rows:
                 yield _recorded(row)
@@ -226,7 +237,7 @@ class EventStore:
     ) -> Iterator[RecordedEvent]:
         """One stream's events from `from_version` on, in version order."""
         query = (
-            sa.select(*_ENVELOPE)
+            sa.select(*self._envelope)
             .where(events.c.stream_id == stream_id)
             .order_by(events.c.stream_version)
         )
@@ -238,7 +249,7 @@ class EventStore:
 
     def read_chain(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[ChainRow]:
         """Every row exactly as stored, in position order, for checking the hash chain."""
-        query = sa.select(*_ENVELOPE, events.c.hash).order_by(events.c.position)
+        query = sa.select(*self._envelope, events.c.hash).order_by(events.c.position)
         for rows in self._batches(query, events.c.position, 0, batch_size, None):
             for row in rows:
                 yield ChainRow(
@@ -250,7 +261,7 @@ class EventStore:
                     schema_version=row.schema_version,
                     payload=row.payload,
                     metadata=row.metadata,
-                    recorded_at=row.recorded_at,
+                    recorded_at=_utc(row.recorded_at),
                     hash=row.hash,
                 )
 
@@ -280,15 +291,30 @@ class EventStore:
                     remaining -= len(rows)
 
 
-def _recorded(row: sa.Row[Any]) -> RecordedEvent:
+_decode_json = json.JSONDecoder().decode
+
+
+def _recorded(row: Sequence[Any]) -> RecordedEvent:
+    # Unpacking by position: attribute access on a Row costs more than decoding the payload.
+    (
+        position,
+        event_id,
+        stream_id,
+        stream_version,
+        event_type,
+        schema_version,
+        payload,
+        metadata,
+        recorded_at,
+    ) = row
     return RecordedEvent(
-        position=row.position,
-        event_id=row.event_id,
-        stream_id=row.stream_id,
-        stream_version=row.stream_version,
-        event_type=row.event_type,
-        schema_version=row.schema_version,
-        payload=json.loads(row.payload),
-        metadata=json.loads(row.metadata),
-        recorded_at=_utc(row.recorded_at),
+        position,
+        event_id,
+        stream_id,
+        stream_version,
+        event_type,
+        schema_version,
+        _decode_json(payload),
+        _decode_json(metadata),
+        _utc(recorded_at),
     )
