@@ -193,3 +193,13 @@ def test_every_event_survives_append_and_read(
     assert recorded.event_type == new.event_type
     assert recorded.payload == payload
     assert recorded.metadata == metadata
+
+
+def test_ids_and_types_too_long_for_the_columns_are_refused_on_every_database(
+    store: EventStore,
+) -> None:
+    with pytest.raises(ValueError, match="stream id"):
+        store.append("s" * 201, [article("x")])
+    with pytest.raises(ValueError, match="event type"):
+        store.append("s", [NewEvent("t" * 101, {})])
+    assert count(store) == 0

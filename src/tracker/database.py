@@ -64,7 +64,9 @@ def create_engine(url: str) -> Engine:
     parsed = parse_database_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    # READ COMMITTED whatever the server's default: an append must see the newest committed
+    # event once it holds the table lock, which a REPEATABLE READ snapshot would hide.
+    return sa.create_engine(parsed, pool_pre_ping=True, isolation_level="READ COMMITTED")
 
 
 def _sqlite_engine(url: URL) -> Engine:

@@ -29,6 +29,9 @@ from tracker.schema import events
 
 Clock = Callable[[], datetime]
 DEFAULT_BATCH_SIZE = 10_000
+# The column widths in schema.py: PostgreSQL enforces them, SQLite would not.
+_MAX_STREAM_ID = 200
+_MAX_EVENT_TYPE = 100
 # Keeps `IN (...)` lists well under every database's bound-parameter limit.
 _ID_LOOKUP_CHUNK = 500
 
@@ -98,6 +101,13 @@ class EventStore:
         """
         if not new_events:
             raise ValueError("append needs at least one event")
+        if not 0 < len(stream_id) <= _MAX_STREAM_ID:
+            raise ValueError(f"a stream id has 1 to {_MAX_STREAM_ID} characters: {stream_id!r}")
+        for new_event in new_events:
+            if not 0 < len(new_event.event_type) <= _MAX_EVENT_TYPE:
+                raise ValueError(
+                    f"an event type has 1 to {_MAX_EVENT_TYPE} characters: {new_event.event_type!r}"
+                )
         ids = [event.event_id for event in new_events]
         if len(set(ids)) != len(ids):
             raise ValueError("a batch cannot hold the same event id twice")

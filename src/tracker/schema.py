@@ -31,7 +31,7 @@ events = sa.Table(
     # are gapless and commit in order (see eventstore.py).
     sa.Column("position", Position, primary_key=True, autoincrement=False),
     sa.Column("event_id", sa.Uuid(), nullable=False, unique=True),
-    sa.Column("stream_id", sa.String(200), nullable=False),
+    sa.Column("stream_id", sa.String(200), nullable=False),  # widths checked in eventstore.py
     sa.Column("stream_version", sa.Integer(), nullable=False),
     sa.Column("event_type", sa.String(100), nullable=False),
     sa.Column("schema_version", sa.Integer(), nullable=False),
