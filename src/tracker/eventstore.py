@@ -262,18 +262,7 @@ class EventStore:
         query = sa.select(*self._envelope, events.c.hash).order_by(events.c.position)
         for rows in self._batches(query, events.c.position, 0, batch_size, None):
             for row in rows:
-                yield ChainRow(
-                    position=row.position,
-                    event_id=str(row.event_id),
-                    stream_id=row.stream_id,
-                    stream_version=row.stream_version,
-                    event_type=row.event_type,
-                    schema_version=row.schema_version,
-                    payload=row.payload,
-                    metadata=row.metadata,
-                    recorded_at=_utc(row.recorded_at),
-                    hash=row.hash,
-                )
+                yield _chain_row(row)
 
     def _batches(
         self,
@@ -302,6 +291,23 @@ class EventStore:
 
 
 _decode_json = json.JSONDecoder().decode
+
+
+def _chain_row(row: Sequence[Any]) -> ChainRow:
+    position, event_id, stream_id, version, event_type, schema_version, *rest = row
+    payload, metadata, recorded_at, stored_hash = rest
+    return ChainRow(
+        position,
+        str(event_id),
+        stream_id,
+        version,
+        event_type,
+        schema_version,
+        payload,
+        metadata,
+        _utc(recorded_at),
+        stored_hash,
+    )
 
 
 def _recorded(row: Sequence[Any]) -> RecordedEvent:

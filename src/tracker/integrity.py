@@ -23,7 +23,7 @@ def canonical_time(moment: datetime) -> str:
     """The one text form of a recorded time that the hash covers (UTC, microseconds)."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.isoformat(timespec="microseconds") + "Z"
 
 
 class ChainRow(NamedTuple):
