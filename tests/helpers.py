@@ -10,6 +10,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without TRACKER_* settings that would leak into a test."""
+    dropped = ("TRACKER_DATABASE_URL", "TRACKER_CONFIG")
+    return {k: v for k, v in os.environ.items() if k not in dropped}
+
+
 def run_tracker(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import click
 import pytest
-from helpers import REPO_ROOT, run_tracker
+from helpers import REPO_ROOT, clean_env, run_tracker
 
 from tracker import __version__
 from tracker.cli import cli
@@ -130,6 +132,7 @@ def test_an_empty_log_says_so(settings: Settings) -> None:
         ("events", "--limit", "0"),
         ("events", "--since-position", "many"),
         ("events", "--frobnicate"),
+        ("events", "--since-position", str(2**63)),
         ("no-such-command",),
     ],
 )
@@ -146,6 +149,7 @@ def test_usage_errors_exit_2_without_a_traceback(args: tuple[str, ...], tmp_path
         ("mysql://localhost/tracker", "unsupported database 'mysql'"),
         ("not a url", "is not a URL"),
         ("postgresql+asyncpg://localhost/x", "only the psycopg (3) driver is supported"),
+        ("postgresql://postgres@127.0.0.1:notaport/x", "is not a URL"),
     ],
 )
 def test_bad_database_urls_exit_2_with_one_line(url: str, message: str) -> None:
@@ -162,3 +166,33 @@ def test_an_unreachable_database_exits_1_with_one_line() -> None:
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: postgresql://nobody:***@127.0.0.1:9/x: ")
     assert "secret" not in line
+
+
+def test_events_piped_into_head_ends_quietly_with_exit_0(settings: Settings) -> None:
+    with Tracker.open(settings) as tracker:
+        for i in range(40):
+            tracker.store.append(
+                f"article-{i}",
+                [NewEvent("article.published", {"title": f"Sky Group USA {i}", "pad": "x" * 80})]
+                * 1,
+            )
+    script = (
+        f"{sys.executable} -m tracker events --database-url '{settings.database_url}' "
+        f'--json | head -1; echo "exit=${{PIPESTATUS[0]}}"'
+    )
+    big = run_tracker("events", "--database-url", settings.database_url)
+    assert big.returncode == 0
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=60, env=clean_env()
+    )
+    lines = result.stdout.splitlines()
+    assert json.loads(lines[0])["position"] == 1
+    assert lines[-1] == "exit=0"
+    assert result.stderr == ""
+
+
+def test_printable_escapes_every_kind_of_terminal_control() -> None:
+    from tracker.terminal import printable
+
+    text = "a\x1b[2Jb\x07c\u202ed\u2028e\x9bf é 中 $50m"
+    assert printable(text) == "a\\x1b[2Jb\\x07c\\u202ed\\u2028e\\x9bf é 中 $50m"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,8 +50,8 @@ def test_defaults_for_optional_fields(tmp_path: Path) -> None:
         ("1h30m", timedelta(minutes=90)),
         ("90s", timedelta(seconds=90)),
         ("2d", timedelta(days=2)),
-        ("600", timedelta(minutes=10)),
         ("1.5h", timedelta(minutes=90)),
+        ("600", None),
         ("5 minuts", None),
         ("", None),
         ("m", None),
@@ -59,6 +60,46 @@ def test_defaults_for_optional_fields(tmp_path: Path) -> None:
 )
 def test_durations(text: str, expected: timedelta | None) -> None:
     assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("15", "15 has no unit (write e.g. 15s, 15m or 15h)"),
+        ("", "an empty value is not a duration (e.g. 15m, 1h)"),
+        ("true", "true is not a duration (e.g. 15m, 1h)"),
+        ("99999999999d", "'99999999999d' is longer than 365d"),
+        ("0s", "'0s' is shorter than 1s"),
+    ],
+)
+def test_interval_problems(tmp_path: Path, value: str, message: str) -> None:
+    path = write(tmp_path, f"feeds:\n  - {{id: a, url: 'https://a.example/', interval: {value}}}\n")
+    assert problems(path) == [f"{path}: feeds[0].interval: {message}"]
+
+
+def test_an_empty_url_is_a_missing_url_not_a_dropped_feed(tmp_path: Path) -> None:
+    path = write(tmp_path, "feeds:\n  - id: a\n    url:\n  - {id: b, url: 'https://b.example/'}\n")
+    assert problems(path) == [f"{path}: feeds[0].url: is required"]
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "feeds:\n  - {id: a, url: 'https://a.example/'}\n"
+        "feeds:\n  - {id: b, url: 'https://b.example/'}\n",
+    )
+    (problem,) = problems(path)
+    assert (
+        problem
+        == f"{path}: line 3, column 1: not valid YAML: key 'feeds' appears twice in one mapping"
+    )
+
+
+def test_match_must_be_a_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "storylines:\n  - {id: e, match: Essequibo}\n")
+    assert problems(path) == [
+        f"{path}: storylines[0].match: must be a mapping with any/all/none term lists"
+    ]
 
 
 def test_a_bad_interval_is_named_by_file_entry_and_field(tmp_path: Path) -> None:
@@ -159,4 +200,15 @@ def test_config_check_reads_tracker_config_and_summarises(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{path}: OK, 1 feeds (0 enabled), 1 storylines"
     as_json = run_tracker("config", "check", "--json", "--config", str(path))
-    assert '"any": ["Sky Group"]' in as_json.stdout
+    assert json.loads(as_json.stdout)["storylines"][0]["match"]["any"] == ["Sky Group"]
+    assert "no enabled feeds" in result.stderr
+
+
+def test_config_check_json_reports_problems_as_json(tmp_path: Path) -> None:
+    path = write(tmp_path, "feeds:\n  - {id: x, url: nope}\n")
+    result = run_tracker("config", "check", "--json", "--config", str(path))
+    assert result.returncode == 2
+    assert json.loads(result.stdout) == {
+        "ok": False,
+        "problems": [f"{path}: feeds[0].url: 'nope' is not an http(s) URL"],
+    }

@@ -139,3 +139,30 @@ def test_several_processes_starting_on_an_empty_database_all_succeed(database_ur
     engine = create_engine(database_url)
     assert current_revision(engine) == SCHEMA_REVISION
     engine.dispose()
+
+
+def test_db_upgrade_on_a_newer_trackers_database_says_so_in_one_line(
+    engine: sa.Engine, database_url: str
+) -> None:
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0099_future'")
+    result = run_tracker("db", "upgrade", "--database-url", database_url)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert "0099_future" in line and "newer tracker" in line
+
+
+def test_commands_never_add_tables_to_another_applications_database(database_url: str) -> None:
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE customers (id integer primary key)")
+    result = run_tracker("events", "--database-url", database_url)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert "not a tracker database" in line and "customers" in line
+    assert tables(engine) == {"customers"}
+    # Adding tracker's tables there is possible, but only as a deliberate step.
+    assert run_tracker("db", "upgrade", "--database-url", database_url).returncode == 0
+    assert {"customers", "events", "alembic_version"} <= tables(engine)
+    assert run_tracker("events", "--database-url", database_url).returncode == 0
+    engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,6 +54,22 @@ def _open(database_url: str | None) -> Iterator[Tracker]:
         yield tracker
 
 
+@contextmanager
+def _until_reader_leaves() -> Iterator[None]:
+    """End quietly, exit 0, when the reader of our output goes away (`tracker events | head`).
+
+    click would turn the broken pipe into exit 1, which breaks `set -o pipefail` scripts.
+    """
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at /dev/null so that the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise click.exceptions.Exit(0) from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="tracker")
 def cli() -> None:
@@ -75,6 +92,11 @@ def db() -> None:
 
     Every command creates the schema in an empty database by itself; an existing database is
     only moved to a new schema by `tracker db upgrade`.
+
+    \b
+    Examples:
+      tracker db upgrade
+      tracker db current --json
     """
 
 
@@ -116,12 +138,14 @@ def db_current(database_url: str | None, as_json: bool) -> None:
 @click.option("--type", "event_type", metavar="TYPE", help="Only events of this type.")
 @click.option(
     "--since-position",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=2**63 - 1),
     default=0,
     metavar="N",
     help="Only events after position N.",
 )
-@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N events.")
+@click.option(
+    "--limit", type=click.IntRange(min=1, max=2**63 - 1), metavar="N", help="At most N events."
+)
 @json_option
 @database_url_option
 def events(
@@ -142,7 +166,7 @@ def events(
       tracker events --limit 20
       tracker events --since-position 1000 --type article.revised --json
     """
-    with _open(database_url) as tracker:
+    with _open(database_url) as tracker, _until_reader_leaves():
         found = tracker.events(
             stream_id=stream_id,
             event_type=event_type,
@@ -217,7 +241,12 @@ def verify(as_json: bool, database_url: str | None) -> None:
 
 @cli.group()
 def config() -> None:
-    """Check the feeds and storylines file (feeds.yaml)."""
+    """Check the feeds and storylines file (feeds.yaml).
+
+    \b
+    Example:
+      tracker config check
+    """
 
 
 @config.command("check")
@@ -226,15 +255,24 @@ def config() -> None:
 def config_check(config_path: str | None, as_json: bool) -> None:
     """Check feeds.yaml and summarise it; print one line per problem and exit 2 if any.
 
+    With --json, prints the checked feeds and storylines, or {"ok": false, "problems": [...]}.
+
     \b
     Example:
       tracker config check --config /etc/tracker/feeds.yaml
     """
-    loaded = check_config(Settings.resolve(config_path=config_path))
+    try:
+        loaded = check_config(Settings.resolve(config_path=config_path))
+    except ConfigError as error:
+        if not as_json:
+            raise
+        click.echo(json.dumps({"ok": False, "problems": error.problems}))
+        raise click.exceptions.Exit(error.exit_code) from None
     if as_json:
         click.echo(
             json.dumps(
                 {
+                    "ok": True,
                     "path": str(loaded.path),
                     "feeds": [
                         {
@@ -267,6 +305,10 @@ def config_check(config_path: str | None, as_json: bool) -> None:
         f"{loaded.path}: OK, {len(loaded.feeds)} feeds ({enabled} enabled), "
         f"{len(loaded.storylines)} storylines"
     )
+    if not enabled:
+        click.echo(
+            f"warning: {loaded.path}: no enabled feeds, so there is nothing to poll", err=True
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -286,8 +328,4 @@ def main(argv: list[str] | None = None) -> None:
     except TrackerError as error:
         click.echo(f"error: {printable(str(error))}", err=True)
         sys.exit(error.exit_code)
-    except BrokenPipeError:
-        # The reader went away (`tracker events | head`): not an error of ours.
-        sys.stderr.close()
-        sys.exit(0)
     sys.exit(result if isinstance(result, int) else 0)

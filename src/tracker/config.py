@@ -20,6 +20,7 @@ from tracker.errors import ConfigError
 
 DEFAULT_INTERVAL = timedelta(minutes=15)
 MIN_INTERVAL = timedelta(seconds=1)
+MAX_INTERVAL = timedelta(days=365)
 # Lower-case letters, digits and dashes: ids appear in stream names, URLs and shell commands.
 _ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)")
@@ -60,13 +61,13 @@ class Config:
 
 
 def parse_duration(text: str) -> timedelta | None:
-    """`15m`, `1h30m`, `90s`, `2d`, or a bare number of seconds; None if it is not one."""
+    """`15m`, `1h30m`, `90s`, `2d`; None if it is not one (a bare number has no unit)."""
     text = text.strip().lower()
-    if re.fullmatch(r"\d+", text):
-        return timedelta(seconds=int(text))
     if not text or not re.fullmatch(rf"(?:{_DURATION_PART.pattern}\s*)+", text):
         return None
     seconds = sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+    if seconds > MAX_INTERVAL.total_seconds():
+        return MAX_INTERVAL + timedelta(seconds=1)  # past timedelta's range too: just "too long"
     return timedelta(seconds=seconds)
 
 
@@ -80,7 +81,7 @@ def load_config(path: Path) -> Config:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError([f"{name}: cannot be read: {error}"]) from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -91,6 +92,30 @@ def load_config(path: Path) -> Config:
     if checker.problems:
         raise ConfigError(checker.problems)
     return config
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _show(value: Any) -> str:
+    """A YAML value as the user wrote it, not as Python prints it."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 class _Checker:
@@ -154,16 +179,22 @@ class _Checker:
         interval = DEFAULT_INTERVAL
         if "interval" in entry:
             raw = entry["interval"]
-            parsed = parse_duration(str(raw)) if isinstance(raw, (str, int)) else None
-            if parsed is None or isinstance(raw, bool):
-                self.problem(f"{where}.interval", f"{raw!r} is not a duration (e.g. 15m, 1h)")
+            parsed = parse_duration(raw) if isinstance(raw, str) else None
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                self.problem(
+                    f"{where}.interval", f"{raw} has no unit (write e.g. {raw}s, {raw}m or {raw}h)"
+                )
+            elif parsed is None:
+                self.problem(f"{where}.interval", f"{_show(raw)} is not a duration (e.g. 15m, 1h)")
             elif parsed < MIN_INTERVAL:
                 self.problem(f"{where}.interval", f"{raw!r} is shorter than 1s")
+            elif parsed > MAX_INTERVAL:
+                self.problem(f"{where}.interval", f"{raw!r} is longer than 365d")
             else:
                 interval = parsed
         enabled = entry.get("enabled", True)
         if not isinstance(enabled, bool):
-            self.problem(f"{where}.enabled", f"{enabled!r} is not true or false")
+            self.problem(f"{where}.enabled", f"{_show(enabled)} is not true or false")
         if len(self.problems) > before or feed_id is None or url is None:
             return None
         return FeedConfig(feed_id, url, title or feed_id, interval, enabled)
@@ -175,8 +206,10 @@ class _Checker:
         title = self._optional_text(where, entry, "title")
         match = entry.get("match")
         rules = StorylineRules()
-        if not isinstance(match, dict):
+        if match is None:
             self.problem(f"{where}.match", "is required: a mapping with any/all/none term lists")
+        elif not isinstance(match, dict):
+            self.problem(f"{where}.match", "must be a mapping with any/all/none term lists")
         else:
             self._unknown_keys(f"{where}.match", match, {"any", "all", "none"})
             terms = {
@@ -199,7 +232,7 @@ class _Checker:
         terms = []
         for index, term in enumerate(value):
             if not isinstance(term, str) or not term.strip():
-                self.problem(f"{where}[{index}]", f"{term!r} is not a word or phrase")
+                self.problem(f"{where}[{index}]", f"{_show(term)} is not a word or phrase")
             else:
                 terms.append(term.strip())
         return tuple(terms)
@@ -218,7 +251,7 @@ class _Checker:
         return value
 
     def _required_text(self, where: str, entry: dict[str, Any], key: str) -> str | None:
-        if key not in entry:
+        if entry.get(key) is None:
             self.problem(f"{where}.{key}", "is required")
             return None
         return self._optional_text(where, entry, key)
@@ -228,7 +261,7 @@ class _Checker:
         if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
-            self.problem(f"{where}.{key}", f"{value!r} is not a non-empty string")
+            self.problem(f"{where}.{key}", f"{_show(value)} is not a non-empty string")
             return None
         return value.strip()
 

@@ -7,6 +7,7 @@ one database. Everything dialect-specific about connecting lives here.
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +31,8 @@ def parse_database_url(url: str) -> URL:
     """Parse and normalise a database URL; refuse what tracker cannot use."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+        parsed.port  # noqa: B018 -- make_url defers parsing the port; a bad one fails here
+    except (ArgumentError, ValueError):
         raise UsageError(
             f"database URL {url!r} is not a URL (expected e.g. sqlite:///tracker.db "
             "or postgresql://user@host/dbname)"
@@ -39,12 +41,18 @@ def parse_database_url(url: str) -> URL:
     if backend == "sqlite":
         if parsed.drivername != "sqlite":
             raise UsageError(f"database URL {url!r}: use the plain sqlite:/// driver")
+        if parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory":
+            # Everything recorded would vanish when the command exits.
+            raise UsageError(
+                f"database URL {url!r} names no file: use sqlite:///FILE, e.g. sqlite:///tracker.db"
+            )
         return parsed
     if backend in ("postgresql", "postgres"):
         if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
             if importlib.util.find_spec("psycopg") is None:
                 raise UsageError(
-                    "PostgreSQL support needs psycopg 3: pip install 'tracker[postgres]'"
+                    "PostgreSQL support needs psycopg 3: install tracker with its postgres extra "
+                    "(pip install '.[postgres]' in a checkout) or pip install 'psycopg[binary]'"
                 )
             return parsed.set(drivername="postgresql+psycopg")
         raise UsageError(f"database URL {url!r}: only the psycopg (3) driver is supported")
@@ -70,10 +78,10 @@ def create_engine(url: str) -> Engine:
 
 
 def _sqlite_engine(url: URL) -> Engine:
-    if url.database and url.database != ":memory:":
+    if url.database and not url.query.get("uri"):
         folder = Path(url.database).parent
         if not folder.is_dir():
-            raise StorageError(f"{url.database}: folder {str(folder)!r} does not exist")
+            raise UsageError(f"{url.database}: folder {str(folder)!r} does not exist")
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
@@ -83,9 +91,14 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            # WAL lets readers run while one process writes; it persists in the file.
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+            # WAL lets readers run while one process writes; it persists in the file. Switching
+            # needs write access: a read-only copy of a log stays readable without it.
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as error:
+                if "readonly" not in str(error):
+                    raise
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()
@@ -137,6 +150,11 @@ def current_revision(engine: Engine) -> str | None:
         return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def _table_names(engine: Engine) -> list[str]:
+    with storage_errors(engine), engine.connect() as connection:
+        return sa.inspect(connection).get_table_names()
+
+
 def ensure_schema(engine: Engine) -> None:
     """Migrate an empty database to head; refuse one at another revision.
 
@@ -147,6 +165,14 @@ def ensure_schema(engine: Engine) -> None:
     if revision == SCHEMA_REVISION:
         return
     if revision is None:
+        others = _table_names(engine)
+        if others:
+            # Someone else's database, or a mistyped URL: never add tables to it by accident.
+            raise SchemaError(
+                f"{describe(engine.url)}: not a tracker database (it has tables "
+                f"{', '.join(sorted(others)[:5])}); use an empty database, or run "
+                "`tracker db upgrade` to add tracker's tables to it deliberately"
+            )
         from tracker.migrate import upgrade  # Alembic is imported only when needed.
 
         upgrade(engine)

@@ -4,7 +4,8 @@
     ├── UsageError               bad settings or arguments (exit 2)
     │   └── ConfigError          feeds.yaml is unreadable or invalid; holds one line per problem
     ├── StorageError             the database cannot be reached, opened or written (exit 1)
-    │   └── SchemaError          the database's schema is not the one this tracker expects
+    │   ├── SchemaError          the database's schema is not the one this tracker expects
+    │   └── CorruptEventError    a stored event cannot be decoded (changed behind our back)
     ├── ConcurrencyError         a stream's version was not the expected one; nothing was written
     └── DuplicateEventError      a batch mixes events already in the log with new ones
 
@@ -37,6 +38,10 @@ class StorageError(TrackerError):
 
 
 class SchemaError(StorageError):
+    pass
+
+
+class CorruptEventError(StorageError):
     pass
 
 

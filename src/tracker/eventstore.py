@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from tracker.database import WRITE, storage_errors
-from tracker.errors import ConcurrencyError, DuplicateEventError
+from tracker.errors import ConcurrencyError, CorruptEventError, DuplicateEventError
 from tracker.integrity import GENESIS, ChainRow, chain_hash
 from tracker.records import AppendResult, NewEvent, RecordedEvent
 from tracker.schema import events
@@ -61,6 +61,7 @@ def encode_json(value: Any) -> str:
 
 
 def _utc(moment: datetime | str) -> datetime:
+    """The recorded time as an aware UTC datetime; ValueError if the stored text is not one."""
     # SQLite holds the naive UTC time as text; PostgreSQL hands back an aware one in session time.
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment)
@@ -296,6 +297,10 @@ _decode_json = json.JSONDecoder().decode
 def _chain_row(row: Sequence[Any]) -> ChainRow:
     position, event_id, stream_id, version, event_type, schema_version, *rest = row
     payload, metadata, recorded_at, stored_hash = rest
+    try:  # noqa: SIM105 -- contextlib.suppress costs more, once per event of the log
+        recorded_at = _utc(recorded_at)
+    except ValueError:
+        pass  # a time that is not one was edited in: hashed as stored, so the chain breaks here
     return ChainRow(
         position,
         str(event_id),
@@ -305,7 +310,7 @@ def _chain_row(row: Sequence[Any]) -> ChainRow:
         schema_version,
         payload,
         metadata,
-        _utc(recorded_at),
+        recorded_at,
         stored_hash,
     )
 
@@ -323,14 +328,20 @@ def _recorded(row: Sequence[Any]) -> RecordedEvent:
         metadata,
         recorded_at,
     ) = row
-    return RecordedEvent(
-        position,
-        event_id,
-        stream_id,
-        stream_version,
-        event_type,
-        schema_version,
-        _decode_json(payload),
-        _decode_json(metadata),
-        _utc(recorded_at),
-    )
+    try:
+        return RecordedEvent(
+            position,
+            event_id,
+            stream_id,
+            stream_version,
+            event_type,
+            schema_version,
+            _decode_json(payload),
+            _decode_json(metadata),
+            _utc(recorded_at),
+        )
+    except ValueError as error:  # JSONDecodeError is a ValueError
+        raise CorruptEventError(
+            f"event at position {position} cannot be read ({error}); "
+            "run `tracker verify` to check the log"
+        ) from None

@@ -19,8 +19,13 @@ from typing import NamedTuple
 GENESIS = "0" * 64
 
 
-def canonical_time(moment: datetime) -> str:
-    """The one text form of a recorded time that the hash covers (UTC, microseconds)."""
+def canonical_time(moment: datetime | str) -> str:
+    """The one text form of a recorded time that the hash covers (UTC, microseconds).
+
+    Text that is no time at all (edited in behind the store's back) is hashed as it is.
+    """
+    if isinstance(moment, str):
+        return moment
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment.isoformat(timespec="microseconds") + "Z"
@@ -37,7 +42,7 @@ class ChainRow(NamedTuple):
     schema_version: int
     payload: str
     metadata: str
-    recorded_at: datetime
+    recorded_at: datetime | str
     hash: str
 
 

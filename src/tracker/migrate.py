@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy.engine import Engine
 
-from tracker.database import WRITE, lock_for_migration, storage_errors
+from tracker.database import WRITE, describe, lock_for_migration, storage_errors
 from tracker.errors import SchemaError
 
 
@@ -37,20 +39,25 @@ def head_revision() -> str:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Upgrade the database, serialised against other processes doing the same at once."""
-    config = alembic_config()
-    with storage_errors(engine), engine.connect() as connection:
-        connection = connection.execution_options(**WRITE)
-        with connection.begin():
-            lock_for_migration(connection)
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+    _run(engine, command.upgrade, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    _run(engine, command.downgrade, revision)
+
+
+def _run(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:
     config = alembic_config()
     with storage_errors(engine), engine.connect() as connection:
         connection = connection.execution_options(**WRITE)
         with connection.begin():
             lock_for_migration(connection)
             config.attributes["connection"] = connection
-            command.downgrade(config, revision)
+            try:
+                step(config, revision)
+            except CommandError as error:
+                # Typically a revision this tracker does not know: a newer tracker's database.
+                raise SchemaError(
+                    f"{describe(engine.url)}: cannot migrate: {error} (was this database written "
+                    "by a newer tracker, or by another application?)"
+                ) from None

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import re
 
-# C0 and C1 controls (ESC among them) and DEL: printed raw they can rewrite the screen.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls (ESC among them) and DEL can rewrite the screen; bidirectional overrides
+# and isolates can make text read other than it is stored (CVE-2021-42574, "Trojan Source");
+# line and paragraph separators break lines where a reader sees none.
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def printable(text: str) -> str:
-    """Replace control characters with visible escapes (`\\x1b`), keeping everything else."""
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    """Replace control characters with visible escapes (`\\x1b`, `\\u202e`), keep the rest."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def clip(text: str, width: int) -> str:
