@@ -130,12 +130,16 @@ def test_several_processes_starting_on_an_empty_database_all_succeed(database_ur
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(4)
+        for _ in range(6)
     ]
-    for process in starts:
-        _, err = process.communicate(timeout=120)
-        assert process.returncode == 0, err
-        assert err.strip() == "no events"
+    try:
+        outcomes = [(p.communicate(timeout=120)[1], p.returncode) for p in starts]
+    finally:
+        for process in starts:
+            process.kill()
+            process.wait()
+    for err, returncode in outcomes:
+        assert (err.strip(), returncode) == ("no events", 0)
     engine = create_engine(database_url)
     assert current_revision(engine) == SCHEMA_REVISION
     engine.dispose()

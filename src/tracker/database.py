@@ -162,20 +162,24 @@ def ensure_schema(engine: Engine) -> None:
     database is a decision, not a side effect of running a command.
     """
     revision = current_revision(engine)
-    if revision == SCHEMA_REVISION:
-        return
     if revision is None:
-        others = _table_names(engine)
-        if others:
+        tables = _table_names(engine)
+        if "alembic_version" in tables:
+            # Another process migrated the database between our two looks.
+            revision = current_revision(engine)
+        elif tables:
             # Someone else's database, or a mistyped URL: never add tables to it by accident.
             raise SchemaError(
                 f"{describe(engine.url)}: not a tracker database (it has tables "
-                f"{', '.join(sorted(others)[:5])}); use an empty database, or run "
+                f"{', '.join(sorted(tables)[:5])}); use an empty database, or run "
                 "`tracker db upgrade` to add tracker's tables to it deliberately"
             )
-        from tracker.migrate import upgrade  # Alembic is imported only when needed.
+        else:
+            from tracker.migrate import upgrade  # Alembic is imported only when needed.
 
-        upgrade(engine)
+            upgrade(engine)  # serialised: a process that loses the race finds it done
+            return
+    if revision == SCHEMA_REVISION:
         return
     raise SchemaError(
         f"{describe(engine.url)}: database schema is at revision {revision!r}, this tracker "
