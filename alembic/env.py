@@ -6,7 +6,7 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from tracker.database import WRITE, create_engine, lock_for_migration, parse_database_url
+from tracker.database import create_engine, migration_connection, parse_database_url
 from tracker.schema import metadata
 from tracker.settings import resolve_database_url
 
@@ -39,14 +39,13 @@ def run_online() -> None:
             context.run_migrations()
         return
     engine = create_engine(_database_url())
-    with engine.connect() as connection:
-        connection = connection.execution_options(**WRITE)
-        with connection.begin():
-            lock_for_migration(connection)
+    try:
+        with migration_connection(engine) as connection:
             _configure(connection=connection)
             with context.begin_transaction():
                 context.run_migrations()
-    engine.dispose()
+    finally:
+        engine.dispose()
 
 
 if context.is_offline_mode():

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracker.errors import ConcurrencyError, DuplicateEventError
+from tracker.database import create_engine, ensure_schema
+from tracker.errors import ConcurrencyError, DuplicateEventError, StorageError
 from tracker.eventstore import EventStore
+from tracker.integrity import verify_chain
 from tracker.records import NewEvent
 from tracker.schema import events
 
@@ -85,15 +89,59 @@ def test_expected_version_none_appends_at_the_end(store: EventStore) -> None:
     assert result.stream_version == 2
 
 
-def test_a_batch_is_all_or_nothing(store: EventStore) -> None:
+def poison_inserts(engine: sa.Engine) -> None:
+    """A trigger that makes the database itself fail an insert whose payload says "poison"."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF position('poison' in NEW.payload) > 0 THEN "
+                "RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$"
+            )
+            connection.exec_driver_sql(
+                "CREATE TRIGGER poison BEFORE INSERT ON events "
+                "FOR EACH ROW EXECUTE FUNCTION poison()"
+            )
+        else:
+            connection.exec_driver_sql(
+                "CREATE TRIGGER poison BEFORE INSERT ON events "
+                "WHEN NEW.payload LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+            )
+
+
+def test_a_batch_is_all_or_nothing_when_the_database_fails_mid_batch(store: EventStore) -> None:
     store.append("article-1", [article("kept")], 0)
-    unencodable = NewEvent("article.published", {"title": object()})
-    with pytest.raises(TypeError):
-        store.append("article-2", [article("first of batch"), unencodable], 0)
+    poison_inserts(store.engine)
+    batch = [article("first of batch"), article("poison"), article("third")]
+    with pytest.raises(StorageError, match="poisoned row"):
+        store.append("article-2", batch, 0)
     assert count(store) == 1
     assert store.stream_version("article-2") == 0
     # The log carries on normally afterwards, without a gap in positions.
     assert store.append("article-2", [article("retry")], 0).positions == (2,)
+
+
+@pytest.mark.parametrize(
+    ("stream_id", "new_event", "message"),
+    [
+        ("s" * 201, article("x"), "stream id has 1 to 200 characters"),
+        ("", article("x"), "stream id has 1 to 200 characters"),
+        ("s", NewEvent("t" * 101, {}), "event type has 1 to 100 characters"),
+        ("article\x00-1", article("x"), "stream id holds a NUL"),
+        ("s", NewEvent("article\x00published", {}), "event type holds a NUL"),
+        ("s", NewEvent("x", {"reward": float("nan")}), "payload of x is not JSON"),
+        ("s", NewEvent("x", {"t": object()}), "payload of x is not JSON"),
+        ("s", NewEvent("x", {}, metadata={"ids": {1, 2}}), "metadata of x is not JSON"),
+        ("s", NewEvent("x", {"t": "\ud800"}), "lone surrogate"),
+        ("s\udfff", article("x"), "lone surrogate"),
+    ],
+)
+def test_events_no_database_could_hold_are_refused_alike_everywhere(
+    store: EventStore, stream_id: str, new_event: NewEvent, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        store.append(stream_id, [article("fine"), new_event])
+    assert count(store) == 0
 
 
 def test_retrying_an_appended_batch_is_a_no_op_reporting_existing_positions(
@@ -110,12 +158,30 @@ def test_retrying_an_appended_batch_is_a_no_op_reporting_existing_positions(
     assert count(store) == 3
 
 
-def test_retrying_one_event_into_another_stream_reports_where_it_is(store: EventStore) -> None:
+def test_a_retry_reports_the_version_the_batch_reached_not_where_the_stream_is_now(
+    store: EventStore,
+) -> None:
+    batch = [article("US reward for Maduro: $25 million"), article("now $50 million")]
+    store.append("article-1", batch, 0)
+    # Meanwhile another writer moves the stream on.
+    store.append("article-1", [article("a third edit")], 2)
+    retry = store.append("article-1", batch, 0)
+    assert retry.already_recorded
+    assert retry.stream_version == 2
+    # So a writer that carries on from the retry's answer is told it is behind.
+    with pytest.raises(ConcurrencyError):
+        store.append("article-1", [article("stale writer")], retry.stream_version)
+
+
+def test_resending_events_to_another_stream_is_refused_not_reported_as_done(
+    store: EventStore,
+) -> None:
     event = article("Essequibo referendum")
     store.append("article-1", [event], 0)
-    again = store.append("article-elsewhere", [event], 0)
-    assert again.already_recorded and again.positions == (1,)
+    with pytest.raises(DuplicateEventError, match="in stream 'article-1'"):
+        store.append("article-elsewhere", [event], 0)
     assert store.stream_version("article-elsewhere") == 0
+    assert count(store) == 1
 
 
 def test_a_batch_mixing_recorded_and_new_events_is_refused(store: EventStore) -> None:
@@ -146,25 +212,44 @@ def test_event_ids_are_time_ordered_uuids() -> None:
 
 
 def test_recorded_times_never_go_backwards_even_when_the_clock_does(engine: sa.Engine) -> None:
-    from datetime import UTC, datetime, timedelta
-
     times = iter([datetime(2026, 11, 24, 12, tzinfo=UTC), datetime(2026, 11, 24, 11, tzinfo=UTC)])
     store = EventStore(engine, clock=lambda: next(times))
     store.append("a", [article("one")], 0)
     store.append("b", [article("two")], 0)
     first, second = store.read_all()
-    assert second.recorded_at == first.recorded_at
-    assert first.recorded_at - datetime(2026, 11, 24, 12, tzinfo=UTC) == timedelta(0)
+    assert first.recorded_at == second.recorded_at == datetime(2026, 11, 24, 12, tzinfo=UTC)
 
 
+def test_a_clock_in_another_zone_is_recorded_as_the_same_instant(engine: sa.Engine) -> None:
+    caracas = timezone(timedelta(hours=-4))
+    store = EventStore(engine, clock=lambda: datetime(2026, 11, 24, 8, 30, 0, 123456, caracas))
+    store.append("a", [article("one")], 0)
+    (event,) = store.read_all()
+    assert event.recorded_at == datetime(2026, 11, 24, 12, 30, 0, 123456, tzinfo=UTC)
+    assert event.recorded_at.utcoffset() == timedelta(0)
+    assert verify_chain(store.read_chain()).ok
+
+
+def test_a_clock_without_a_zone_is_refused(engine: sa.Engine) -> None:
+    store = EventStore(engine, clock=lambda: datetime(2026, 11, 24, 12))
+    with pytest.raises(ValueError, match="without a time zone"):
+        store.append("a", [article("one")], 0)
+    assert count(store) == 0
+
+
+# Unicode text, which excludes lone surrogates; names also exclude NUL, which the store refuses
+# on every database (tested above).
+unicode = st.characters(exclude_categories=["Cs"])
+names = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
 json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**53), max_value=2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
+    | st.text(unicode),
     lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(unicode, max_size=8), children, max_size=4)
     ),
     max_leaves=12,
 )
@@ -176,30 +261,37 @@ json_values = st.recursive(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
-    payload=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
-    metadata=st.dictionaries(st.text(max_size=10), st.text(), max_size=3),
-    event_type=st.text(min_size=1, max_size=100),
-    stream_id=st.text(min_size=1, max_size=200),
+    payload=st.dictionaries(st.text(unicode, max_size=10), json_values, max_size=5),
+    metadata=st.dictionaries(st.text(unicode, max_size=10), st.text(unicode), max_size=3),
+    event_type=st.text(names, min_size=1, max_size=100),
+    stream_id=st.text(names, min_size=1, max_size=200),
 )
 def test_every_event_survives_append_and_read(
     store: EventStore, payload: dict, metadata: dict, event_type: str, stream_id: str
 ) -> None:
-    new = NewEvent(event_type.replace("\x00", ""), payload, metadata=metadata)
-    stream = stream_id.replace("\x00", "")
-    result = store.append(stream, [new])
+    new = NewEvent(event_type, payload, metadata=metadata)
+    result = store.append(stream_id, [new])
     (recorded,) = store.read_all(result.positions[0] - 1, limit=1)
     assert recorded.event_id == new.event_id
-    assert recorded.stream_id == stream
+    assert recorded.stream_id == stream_id
     assert recorded.event_type == new.event_type
     assert recorded.payload == payload
     assert recorded.metadata == metadata
 
 
-def test_ids_and_types_too_long_for_the_columns_are_refused_on_every_database(
-    store: EventStore,
+@pytest.mark.postgres
+def test_an_append_stuck_behind_another_sessions_lock_gives_up_with_a_clear_error(
+    postgres_url: str,
 ) -> None:
-    with pytest.raises(ValueError, match="stream id"):
-        store.append("s" * 201, [article("x")])
-    with pytest.raises(ValueError, match="event type"):
-        store.append("s", [NewEvent("t" * 101, {})])
-    assert count(store) == 0
+    engine = create_engine(postgres_url)
+    ensure_schema(engine)
+    store = EventStore(engine, lock_timeout_s=0.5)
+    store.append("a", [article("before")], 0)
+    with engine.connect() as blocker:
+        # An idle transaction holding a conflicting lock, as a forgotten psql session might.
+        blocker.exec_driver_sql("LOCK TABLE events IN ROW EXCLUSIVE MODE")
+        with pytest.raises(StorageError, match="lock timeout"):
+            store.append("a", [article("after")], 1)
+        blocker.rollback()
+    assert store.append("a", [article("after")], 1).positions == (2,)
+    engine.dispose()

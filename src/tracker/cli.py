@@ -14,7 +14,7 @@ import click
 from tracker import __version__
 from tracker.errors import ConfigError, TrackerError
 from tracker.records import RecordedEvent
-from tracker.service import Tracker, check_config, database_revision, upgrade_database
+from tracker.service import Tracker
 from tracker.settings import (
     CONFIG_ENV,
     DATABASE_URL_ENV,
@@ -49,8 +49,8 @@ json_option = click.option(
 
 
 @contextmanager
-def _open(database_url: str | None) -> Iterator[Tracker]:
-    with Tracker.open(Settings.resolve(database_url)) as tracker:
+def _tracker(database_url: str | None = None, config_path: str | None = None) -> Iterator[Tracker]:
+    with Tracker(Settings.resolve(database_url, config_path)) as tracker:
         yield tracker
 
 
@@ -109,7 +109,8 @@ def db_upgrade(database_url: str | None) -> None:
     Example:
       tracker db upgrade --database-url postgresql://tracker@db.example/tracker
     """
-    report = upgrade_database(Settings.resolve(database_url))
+    with _tracker(database_url) as tracker:
+        report = tracker.upgrade_database()
     if report.changed:
         click.echo(f"{report.database}: upgraded from {report.before or 'empty'} to {report.after}")
     else:
@@ -126,7 +127,8 @@ def db_current(database_url: str | None, as_json: bool) -> None:
     Example:
       tracker db current
     """
-    revision, expected = database_revision(Settings.resolve(database_url))
+    with _tracker(database_url) as tracker:
+        revision, expected = tracker.schema_revision()
     if as_json:
         click.echo(json.dumps({"revision": revision, "expected": expected}))
     else:
@@ -138,14 +140,12 @@ def db_current(database_url: str | None, as_json: bool) -> None:
 @click.option("--type", "event_type", metavar="TYPE", help="Only events of this type.")
 @click.option(
     "--since-position",
-    type=click.IntRange(min=0, max=2**63 - 1),
+    type=click.IntRange(min=0),
     default=0,
     metavar="N",
     help="Only events after position N.",
 )
-@click.option(
-    "--limit", type=click.IntRange(min=1, max=2**63 - 1), metavar="N", help="At most N events."
-)
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N events.")
 @json_option
 @database_url_option
 def events(
@@ -166,7 +166,7 @@ def events(
       tracker events --limit 20
       tracker events --since-position 1000 --type article.revised --json
     """
-    with _open(database_url) as tracker, _until_reader_leaves():
+    with _tracker(database_url) as tracker, _until_reader_leaves():
         found = tracker.events(
             stream_id=stream_id,
             event_type=event_type,
@@ -201,15 +201,15 @@ def _event_line(event: RecordedEvent) -> str:
 def verify(as_json: bool, database_url: str | None) -> None:
     """Check the log's hash chain from the first event to the last.
 
-    Each event's hash covers its content and the previous event's hash, so an event changed,
-    deleted or reordered behind tracker's back breaks the chain there. Exits 1 if it is broken,
-    naming the first bad position.
+    Each event's hash covers its content and the previous event's hash, so an event changed or
+    reordered behind tracker's back, or deleted from before the newest, breaks the chain there.
+    Exits 1 if it is broken, naming the first bad position.
 
     \b
     Example:
       tracker verify
     """
-    with _open(database_url) as tracker:
+    with _tracker(database_url) as tracker:
         if sys.stderr.isatty() and not as_json:
             with click.progressbar(
                 length=tracker.head_position(), label="verifying", file=sys.stderr
@@ -262,7 +262,8 @@ def config_check(config_path: str | None, as_json: bool) -> None:
       tracker config check --config /etc/tracker/feeds.yaml
     """
     try:
-        loaded = check_config(Settings.resolve(config_path=config_path))
+        with _tracker(config_path=config_path) as tracker:
+            loaded = tracker.check_config()
     except ConfigError as error:
         if not as_json:
             raise
@@ -315,8 +316,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning every TrackerError into one line and an exit code."""
     try:
         result = cli.main(args=argv, prog_name="tracker", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:
+        # Bare `tracker`: help is what was asked for.
+        click.echo(error.ctx.get_help())
+        sys.exit(0)
     except click.ClickException as error:
-        error.show()
+        context = getattr(error, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        click.echo(f"error: {printable(error.format_message())}{hint}", err=True)
         sys.exit(error.exit_code)
     except click.Abort:
         click.echo("aborted", err=True)

@@ -82,6 +82,7 @@ def _sqlite_engine(url: URL) -> Engine:
         folder = Path(url.database).parent
         if not folder.is_dir():
             raise UsageError(f"{url.database}: folder {str(folder)!r} does not exist")
+    # pysqlite's timeout is SQLite's busy timeout: how long to wait for another writer.
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
@@ -91,7 +92,6 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
             # WAL lets readers run while one process writes; it persists in the file. Switching
             # needs write access: a read-only copy of a log stays readable without it.
             try:
@@ -113,22 +113,23 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
-
-
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK_KEY = 0x7472_6163_6B65_72  # "tracker"
 
 
-def lock_for_migration(connection: sa.Connection) -> None:
-    """Serialise schema changes between processes, for the current transaction.
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection in a transaction that no other process migrating the database can share.
 
-    On SQLite the write transaction (BEGIN IMMEDIATE) already does; PostgreSQL needs a lock so
-    that two daemons starting on an empty database do not both create the tables.
+    On SQLite the write transaction (BEGIN IMMEDIATE) already serialises; PostgreSQL needs a
+    lock so that two daemons starting on an empty database do not both create the tables.
     """
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+    with storage_errors(engine), engine.connect() as connection:
+        connection = connection.execution_options(**WRITE)
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+            yield connection
 
 
 @contextmanager
@@ -163,22 +164,23 @@ def ensure_schema(engine: Engine) -> None:
     """
     revision = current_revision(engine)
     if revision is None:
-        tables = _table_names(engine)
+        tables = set(_table_names(engine))
         if "alembic_version" in tables:
-            # Another process migrated the database between our two looks.
+            # Another process may have migrated the database between our two looks.
             revision = current_revision(engine)
-        elif tables:
+    if revision is None:
+        others = tables - {"alembic_version"}  # an empty alembic_version: migrated to base
+        if others:
             # Someone else's database, or a mistyped URL: never add tables to it by accident.
             raise SchemaError(
                 f"{describe(engine.url)}: not a tracker database (it has tables "
-                f"{', '.join(sorted(tables)[:5])}); use an empty database, or run "
+                f"{', '.join(sorted(others)[:5])}); use an empty database, or run "
                 "`tracker db upgrade` to add tracker's tables to it deliberately"
             )
-        else:
-            from tracker.migrate import upgrade  # Alembic is imported only when needed.
+        from tracker.migrate import upgrade  # Alembic is imported only when needed.
 
-            upgrade(engine)  # serialised: a process that loses the race finds it done
-            return
+        upgrade(engine)  # serialised: a process that loses the race finds it done
+        return
     if revision == SCHEMA_REVISION:
         return
     raise SchemaError(

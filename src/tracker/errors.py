@@ -7,7 +7,7 @@
     │   ├── SchemaError          the database's schema is not the one this tracker expects
     │   └── CorruptEventError    a stored event cannot be decoded (changed behind our back)
     ├── ConcurrencyError         a stream's version was not the expected one; nothing was written
-    └── DuplicateEventError      a batch mixes events already in the log with new ones
+    └── DuplicateEventError      a batch holds events already in the log, but is no plain retry
 
 Any other exception escaping to the CLI is a bug.
 """
@@ -48,23 +48,35 @@ class CorruptEventError(StorageError):
 class ConcurrencyError(TrackerError):
     """The stream had moved on: the append was refused and nothing was written."""
 
-    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+    def __init__(self, stream_id: str, expected: int | None, actual: int) -> None:
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
-        super().__init__(
-            f"stream {stream_id!r}: expected version {expected}, but it is at version {actual}"
-        )
+        if expected is None:
+            message = f"stream {stream_id!r}: another writer moved it to version {actual} first"
+        else:
+            message = (
+                f"stream {stream_id!r}: expected version {expected}, but it is at version {actual}"
+            )
+        super().__init__(message)
 
 
 class DuplicateEventError(TrackerError):
-    """Some, but not all, events of a batch are already in the log: not a plain retry."""
+    """Some events of a batch are in the log already, but the batch is not a plain retry.
 
-    def __init__(self, stream_id: str, event_ids: list[str]) -> None:
+    A plain retry resends the very same events to the same stream; this is a batch that mixes
+    recorded and new events, or resends events to another stream than they were recorded in.
+    """
+
+    def __init__(
+        self, stream_id: str, event_ids: list[str], other_stream: str | None = None
+    ) -> None:
         self.stream_id = stream_id
         self.event_ids = event_ids
+        self.other_stream = other_stream
         shown = ", ".join(event_ids[:3]) + (" ..." if len(event_ids) > 3 else "")
+        where = f" in stream {other_stream!r}" if other_stream is not None else ""
         super().__init__(
-            f"stream {stream_id!r}: batch mixes {len(event_ids)} event(s) already in the log "
-            f"({shown}) with new ones; nothing was written"
+            f"stream {stream_id!r}: {len(event_ids)} event(s) of this batch are already in the "
+            f"log{where} ({shown}) and the batch is not a plain retry; nothing was written"
         )

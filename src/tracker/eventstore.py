@@ -11,41 +11,68 @@ key. The same lock makes the hash chain and the idempotency check race-free.
 
 from __future__ import annotations
 
-import json
-import uuid
+import logging
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from tracker.database import WRITE, storage_errors
-from tracker.errors import ConcurrencyError, CorruptEventError, DuplicateEventError
+from tracker.encoding import (
+    aware_utc,
+    chain_row,
+    check_name,
+    encode_json,
+    recorded_event,
+    stored_time,
+)
+from tracker.errors import ConcurrencyError, DuplicateEventError
 from tracker.integrity import GENESIS, ChainRow, chain_hash
 from tracker.records import AppendResult, NewEvent, RecordedEvent
 from tracker.schema import events
 
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], datetime]
 DEFAULT_BATCH_SIZE = 10_000
-# The column widths in schema.py: PostgreSQL enforces them, SQLite would not.
-_MAX_STREAM_ID = 200
-_MAX_EVENT_TYPE = 100
+# PostgreSQL enforces these column widths, SQLite would not: the store checks them for both.
+_MAX_STREAM_ID = cast(sa.String, events.c.stream_id.type).length or 0
+_MAX_EVENT_TYPE = cast(sa.String, events.c.event_type.type).length or 0
+# Positions are 64-bit integers on both databases.
+_MAX_POSITION = 2**63 - 1
 # Keeps `IN (...)` lists well under every database's bound-parameter limit.
 _ID_LOOKUP_CHUNK = 500
+# An appender stuck behind someone else's lock this long reports it rather than wait forever
+# (SQLite's busy timeout does the same there).
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+# A writer whose clock is this far behind the log's last recorded time is worth a warning.
+_CLOCK_SKEW_WARNING = timedelta(seconds=5)
+# The constraints that mean "another writer got there first", as each database names them.
+_RACE_CONSTRAINTS = (
+    "pk_events",
+    "uq_events_stream_id_stream_version",
+    "uq_events_event_id",
+    "events.position",
+    "events.stream_id, events.stream_version",
+    "events.event_id",
+)
 
 
 def _envelope(dialect: str) -> tuple[sa.ColumnElement[Any], ...]:
     """The columns readers select, in RecordedEvent's order."""
+    event_id: sa.ColumnElement[Any] = events.c.event_id
     recorded_at: sa.ColumnElement[Any] = events.c.recorded_at
     if dialect == "sqlite":
-        # SQLAlchemy parses SQLite's datetime text with a regular expression; taking the text
-        # and using datetime.fromisoformat (in C) reads the log markedly faster.
+        # The stored text, decoded by tracker.encoding: faster than SQLAlchemy's regular
+        # expressions, and text edited behind our back becomes a clear error, not a crash.
+        event_id = sa.type_coerce(events.c.event_id, sa.String).label("event_id")
         recorded_at = sa.type_coerce(events.c.recorded_at, sa.String).label("recorded_at")
     return (
         events.c.position,
-        events.c.event_id,
+        event_id,
         events.c.stream_id,
         events.c.stream_version,
         events.c.event_type,
@@ -56,20 +83,6 @@ def _envelope(dialect: str) -> tuple[sa.ColumnElement[Any], ...]:
     )
 
 
-def encode_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-
-
-def _utc(moment: datetime | str) -> datetime:
-    """The recorded time as an aware UTC datetime; ValueError if the stored text is not one."""
-    # SQLite holds the naive UTC time as text; PostgreSQL hands back an aware one in session time.
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -77,9 +90,12 @@ def _now() -> datetime:
 class EventStore:
     """The log on one database. Safe to share between threads; processes each open their own."""
 
-    def __init__(self, engine: Engine, clock: Clock = _now) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock = _now, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._lock_timeout_ms = int(lock_timeout_s * 1000)
         self._envelope = _envelope(engine.dialect.name)
 
     @property
@@ -97,54 +113,58 @@ class EventStore:
         """Append a batch to one stream, all or nothing.
 
         `expected_version` is the stream's version the caller last saw (0 for a stream with no
-        events); None skips the check. A batch whose events are all in the log already is a
-        retry: nothing is written and their existing positions are reported.
+        events); None skips the check. A batch whose events are all in this stream already is a
+        retry: nothing is written, and their positions and the version the batch reached are
+        reported. ValueError for a batch that could never be stored.
         """
-        if not new_events:
-            raise ValueError("append needs at least one event")
-        if not 0 < len(stream_id) <= _MAX_STREAM_ID:
-            raise ValueError(f"a stream id has 1 to {_MAX_STREAM_ID} characters: {stream_id!r}")
-        for new_event in new_events:
-            if not 0 < len(new_event.event_type) <= _MAX_EVENT_TYPE:
-                raise ValueError(
-                    f"an event type has 1 to {_MAX_EVENT_TYPE} characters: {new_event.event_type!r}"
-                )
-        ids = [event.event_id for event in new_events]
-        if len(set(ids)) != len(ids):
-            raise ValueError("a batch cannot hold the same event id twice")
+        rows = self._encode(stream_id, new_events)
         with storage_errors(self._engine), self._engine.connect() as connection:
             connection = connection.execution_options(**WRITE)
             try:
                 with connection.begin():
-                    return self._append_locked(connection, stream_id, new_events, expected_version)
-            except IntegrityError:
-                # Only reachable if another writer ignored the lock; report what it did.
+                    return self._append_locked(connection, stream_id, rows, expected_version)
+            except IntegrityError as error:
+                if not any(name in str(error.orig) for name in _RACE_CONSTRAINTS):
+                    raise
+                # Only reachable by a writer that ignored the lock; report where the stream is.
                 actual = self._stream_version(connection, stream_id)
                 connection.rollback()
-                raise ConcurrencyError(
-                    stream_id, expected_version if expected_version is not None else -1, actual
-                ) from None
+                raise ConcurrencyError(stream_id, expected_version, actual) from None
+
+    @staticmethod
+    def _encode(stream_id: str, new_events: Sequence[NewEvent]) -> list[dict[str, Any]]:
+        """Check and encode a batch before any SQL runs, the same way for every database."""
+        if not new_events:
+            raise ValueError("append needs at least one event")
+        if len({event.event_id for event in new_events}) != len(new_events):
+            raise ValueError("a batch cannot hold the same event id twice")
+        check_name(stream_id, "stream id", _MAX_STREAM_ID)
+        return [
+            {
+                "event_id": event.event_id,
+                "stream_id": stream_id,
+                "event_type": check_name(event.event_type, "event type", _MAX_EVENT_TYPE),
+                "schema_version": event.schema_version,
+                "payload": encode_json(event.payload, f"payload of {event.event_type}"),
+                "metadata": encode_json(event.metadata, f"metadata of {event.event_type}"),
+            }
+            for event in new_events
+        ]
 
     def _append_locked(
         self,
         connection: sa.Connection,
         stream_id: str,
-        new_events: Sequence[NewEvent],
+        rows: list[dict[str, Any]],
         expected_version: int | None,
     ) -> AppendResult:
         if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
             connection.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
-        recorded = self._positions_of(connection, [event.event_id for event in new_events])
-        current_version = self._stream_version(connection, stream_id)
+        recorded = self._recorded_places(connection, [row["event_id"] for row in rows])
         if recorded:
-            if len(recorded) < len(new_events):
-                raise DuplicateEventError(stream_id, sorted(str(i) for i in recorded))
-            return AppendResult(
-                stream_id,
-                tuple(recorded[event.event_id] for event in new_events),
-                current_version,
-                already_recorded=True,
-            )
+            return self._retry(stream_id, rows, recorded)
+        current_version = self._stream_version(connection, stream_id)
         if expected_version is not None and expected_version != current_version:
             raise ConcurrencyError(stream_id, expected_version, current_version)
 
@@ -154,29 +174,27 @@ class EventStore:
             .limit(1)
         ).first()
         position, previous_hash = (last.position, last.hash) if last else (0, GENESIS)
-        # Recorded times never go backwards in position order, even across machines whose
-        # clocks disagree, so "the log as of time T" is always a prefix of the log.
-        recorded_at = self._clock()
+        recorded_at = aware_utc(self._clock())
         if last is not None:
-            recorded_at = max(recorded_at, _utc(last.recorded_at))
+            # Recorded times never go backwards in position order, even across machines whose
+            # clocks disagree, so "the log as of time T" is always a prefix of the log.
+            last_recorded = stored_time(last.recorded_at)
+            if last_recorded - recorded_at > _CLOCK_SKEW_WARNING:
+                log.warning(
+                    "this machine's clock (%s) is behind the log's last recorded time (%s); "
+                    "recording at the later time",
+                    recorded_at.isoformat(),
+                    last_recorded.isoformat(),
+                )
+            recorded_at = max(recorded_at, last_recorded)
         first_position = position + 1
-        rows = []
-        for version, new_event in enumerate(new_events, start=current_version + 1):
+        for version, row in enumerate(rows, start=current_version + 1):
             position += 1
-            row = ChainRow(
-                position=position,
-                event_id=str(new_event.event_id),
-                stream_id=stream_id,
-                stream_version=version,
-                event_type=new_event.event_type,
-                schema_version=new_event.schema_version,
-                payload=encode_json(new_event.payload),
-                metadata=encode_json(new_event.metadata),
-                recorded_at=recorded_at,
-                hash="",
+            row.update(position=position, stream_version=version, recorded_at=recorded_at)
+            previous_hash = chain_hash(
+                previous_hash, ChainRow(**{**row, "event_id": str(row["event_id"]), "hash": ""})
             )
-            previous_hash = chain_hash(previous_hash, row)
-            rows.append({**row._asdict(), "event_id": new_event.event_id, "hash": previous_hash})
+            row["hash"] = previous_hash
         connection.execute(sa.insert(events), rows)
         return AppendResult(
             stream_id,
@@ -185,14 +203,39 @@ class EventStore:
         )
 
     @staticmethod
-    def _positions_of(connection: sa.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-        found: dict[uuid.UUID, int] = {}
+    def _retry(
+        stream_id: str, rows: list[dict[str, Any]], recorded: dict[Any, sa.Row[Any]]
+    ) -> AppendResult:
+        """A batch already (partly) in the log: report it if it is a plain retry, else refuse."""
+        missing = [row for row in rows if row["event_id"] not in recorded]
+        elsewhere = sorted(
+            str(place.event_id) for place in recorded.values() if place.stream_id != stream_id
+        )
+        if missing or elsewhere:
+            raise DuplicateEventError(
+                stream_id,
+                sorted(str(event_id) for event_id in recorded),
+                other_stream=next(
+                    (p.stream_id for p in recorded.values() if p.stream_id != stream_id), None
+                ),
+            )
+        places = [recorded[row["event_id"]] for row in rows]
+        return AppendResult(
+            stream_id,
+            tuple(place.position for place in places),
+            max(place.stream_version for place in places),
+            already_recorded=True,
+        )
+
+    @staticmethod
+    def _recorded_places(connection: sa.Connection, ids: list[Any]) -> dict[Any, sa.Row[Any]]:
+        """Where each of these event ids already is in the log, if anywhere."""
+        found: dict[Any, sa.Row[Any]] = {}
+        columns = (events.c.event_id, events.c.position, events.c.stream_id)
         for start in range(0, len(ids), _ID_LOOKUP_CHUNK):
             chunk = ids[start : start + _ID_LOOKUP_CHUNK]
-            query = sa.select(events.c.event_id, events.c.position).where(
-                events.c.event_id.in_(chunk)
-            )
-            found.update({row.event_id: row.position for row in connection.execute(query)})
+            query = sa.select(*columns, events.c.stream_version).where(events.c.event_id.in_(chunk))
+            found.update({row.event_id: row for row in connection.execute(query)})
         return found
 
     @staticmethod
@@ -229,11 +272,15 @@ class EventStore:
         `until_position` and `until_time` are inclusive bounds. Each batch is its own short
         read, so a long replay holds no transaction open between batches.
         """
+        if after_position >= _MAX_POSITION or (limit is not None and limit <= 0):
+            return
+        if limit is not None:
+            limit = min(limit, _MAX_POSITION)
         conditions = []
         if until_position is not None:
             conditions.append(events.c.position <= until_position)
         if until_time is not None:
-            conditions.append(events.c.recorded_at <= _utc(until_time))
+            conditions.append(events.c.recorded_at <= aware_utc(until_time))
         if stream_id is not None:
             conditions.append(events.c.stream_id == stream_id)
         if event_type is not None:
@@ -241,7 +288,7 @@ class EventStore:
         query = sa.select(*self._envelope).where(*conditions).order_by(events.c.position)
         for rows in self._batches(query, events.c.position, after_position, batch_size, limit):
             for row in rows:
-                yield _recorded(row)
+                yield recorded_event(row)
 
     def read_stream(
         self, stream_id: str, from_version: int = 1, *, batch_size: int = DEFAULT_BATCH_SIZE
@@ -256,14 +303,14 @@ class EventStore:
             query, events.c.stream_version, from_version - 1, batch_size, None
         ):
             for row in rows:
-                yield _recorded(row)
+                yield recorded_event(row)
 
     def read_chain(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[ChainRow]:
         """Every row exactly as stored, in position order, for checking the hash chain."""
         query = sa.select(*self._envelope, events.c.hash).order_by(events.c.position)
         for rows in self._batches(query, events.c.position, 0, batch_size, None):
             for row in rows:
-                yield _chain_row(row)
+                yield chain_row(row)
 
     def _batches(
         self,
@@ -289,59 +336,3 @@ class EventStore:
                 after = getattr(rows[-1], key.name)
                 if remaining is not None:
                     remaining -= len(rows)
-
-
-_decode_json = json.JSONDecoder().decode
-
-
-def _chain_row(row: Sequence[Any]) -> ChainRow:
-    position, event_id, stream_id, version, event_type, schema_version, *rest = row
-    payload, metadata, recorded_at, stored_hash = rest
-    try:  # noqa: SIM105 -- contextlib.suppress costs more, once per event of the log
-        recorded_at = _utc(recorded_at)
-    except ValueError:
-        pass  # a time that is not one was edited in: hashed as stored, so the chain breaks here
-    return ChainRow(
-        position,
-        str(event_id),
-        stream_id,
-        version,
-        event_type,
-        schema_version,
-        payload,
-        metadata,
-        recorded_at,
-        stored_hash,
-    )
-
-
-def _recorded(row: Sequence[Any]) -> RecordedEvent:
-    # Unpacking by position: attribute access on a Row costs more than decoding the payload.
-    (
-        position,
-        event_id,
-        stream_id,
-        stream_version,
-        event_type,
-        schema_version,
-        payload,
-        metadata,
-        recorded_at,
-    ) = row
-    try:
-        return RecordedEvent(
-            position,
-            event_id,
-            stream_id,
-            stream_version,
-            event_type,
-            schema_version,
-            _decode_json(payload),
-            _decode_json(metadata),
-            _utc(recorded_at),
-        )
-    except ValueError as error:  # JSONDecodeError is a ValueError
-        raise CorruptEventError(
-            f"event at position {position} cannot be read ({error}); "
-            "run `tracker verify` to check the log"
-        ) from None

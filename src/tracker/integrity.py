@@ -1,9 +1,10 @@
 """The hash chain that makes tampering with the log evident.
 
 Each event's hash covers its position, its content exactly as stored, and the hash of the event
-before it in global order; the first event chains from GENESIS. Changing, deleting or reordering
-a stored event therefore breaks the chain at that position. The chain does not stop someone who
-can rewrite every later hash too: it is evidence against accidents and casual edits, not a
+before it in global order; the first event chains from GENESIS. Changing or reordering a stored
+event, or deleting one that has events after it, therefore breaks the chain at that position.
+The chain cannot tell that the newest events were cut off, and does not stop someone who can
+rewrite every later hash too: it is evidence against accidents and casual edits, not a
 signature.
 """
 
@@ -63,8 +64,11 @@ def chain_hash(previous_hash: str, row: ChainRow) -> str:
         ],
         ensure_ascii=False,
         separators=(",", ":"),
+        # A value of another type than the store writes (edited in) is hashed as its repr:
+        # the chain then breaks there instead of verify crashing.
+        default=repr,
     )
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)

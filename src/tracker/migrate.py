@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy.engine import Engine
 
-from tracker.database import WRITE, describe, lock_for_migration, storage_errors
+from tracker.database import describe, migration_connection
 from tracker.errors import SchemaError
 
 
@@ -48,16 +48,13 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 def _run(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:
     config = alembic_config()
-    with storage_errors(engine), engine.connect() as connection:
-        connection = connection.execution_options(**WRITE)
-        with connection.begin():
-            lock_for_migration(connection)
-            config.attributes["connection"] = connection
-            try:
-                step(config, revision)
-            except CommandError as error:
-                # Typically a revision this tracker does not know: a newer tracker's database.
-                raise SchemaError(
-                    f"{describe(engine.url)}: cannot migrate: {error} (was this database written "
-                    "by a newer tracker, or by another application?)"
-                ) from None
+    with migration_connection(engine) as connection:
+        config.attributes["connection"] = connection
+        try:
+            step(config, revision)
+        except CommandError as error:
+            # Typically a revision this tracker does not know: a newer tracker's database.
+            raise SchemaError(
+                f"{describe(engine.url)}: cannot migrate: {error} (was this database written "
+                "by a newer tracker, or by another application?)"
+            ) from None

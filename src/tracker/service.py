@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 
+from sqlalchemy.engine import Engine
+
 from tracker.config import Config, load_config
 from tracker.database import create_engine, current_revision, describe, ensure_schema
 from tracker.eventstore import Clock, EventStore
@@ -27,54 +29,50 @@ class UpgradeReport:
         return self.before != self.after
 
 
-def upgrade_database(settings: Settings) -> UpgradeReport:
-    """Bring the database's schema to the head revision (`tracker db upgrade`)."""
-    from tracker.migrate import upgrade
-
-    engine = create_engine(settings.database_url)
-    try:
-        before = current_revision(engine)
-        upgrade(engine)
-        return UpgradeReport(describe(engine.url), before, current_revision(engine))
-    finally:
-        engine.dispose()
-
-
-def database_revision(settings: Settings) -> tuple[str | None, str]:
-    """The database's schema revision and the one this tracker expects."""
-    engine = create_engine(settings.database_url)
-    try:
-        return current_revision(engine), SCHEMA_REVISION
-    finally:
-        engine.dispose()
-
-
-def check_config(settings: Settings) -> Config:
-    """Load feeds.yaml, raising ConfigError with every problem in it."""
-    return load_config(settings.config_path)
-
-
 class Tracker:
-    """One open tracker database: the event log and, later, its projections."""
+    """tracker's use cases over one database and one feeds.yaml, as `settings` name them.
 
-    def __init__(self, settings: Settings, store: EventStore) -> None:
+    Nothing is opened until a use case needs it; the first use of the event log migrates an
+    empty database to the current schema.
+    """
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
-        self.store = store
+        self._clock = clock
+        self._engine: Engine | None = None
+        self._store: EventStore | None = None
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> Tracker:
-        """Connect, migrating a brand-new database to the current schema first."""
-        engine = create_engine(settings.database_url)
+        """A Tracker whose event log is ready: connected, and migrated if it was empty."""
+        tracker = cls(settings, clock)
         try:
-            ensure_schema(engine)
+            tracker.store  # noqa: B018 -- connect and check the schema now, not on first use
         except BaseException:
-            engine.dispose()
+            tracker.close()
             raise
-        store = EventStore(engine) if clock is None else EventStore(engine, clock)
-        return cls(settings, store)
+        return tracker
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_engine(self.settings.database_url)
+        return self._engine
+
+    @property
+    def store(self) -> EventStore:
+        if self._store is None:
+            ensure_schema(self.engine)
+            self._store = (
+                EventStore(self.engine)
+                if self._clock is None
+                else EventStore(self.engine, self._clock)
+            )
+        return self._store
 
     def close(self) -> None:
-        self.store.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
     def __enter__(self) -> Tracker:
         return self
@@ -86,6 +84,28 @@ class Tracker:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+    # -- the database --------------------------------------------------------------------------
+
+    def upgrade_database(self) -> UpgradeReport:
+        """Bring the database's schema to the head revision (`tracker db upgrade`)."""
+        from tracker.migrate import upgrade  # Alembic is imported only when needed.
+
+        before = current_revision(self.engine)
+        upgrade(self.engine)
+        return UpgradeReport(describe(self.engine.url), before, current_revision(self.engine))
+
+    def schema_revision(self) -> tuple[str | None, str]:
+        """The database's schema revision and the one this tracker expects."""
+        return current_revision(self.engine), SCHEMA_REVISION
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def check_config(self) -> Config:
+        """Load feeds.yaml, raising ConfigError with every problem in it."""
+        return load_config(self.settings.config_path)
+
+    # -- the event log -------------------------------------------------------------------------
 
     def events(
         self,
