@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from feedserver import FeedServer
 from sqlalchemy.engine import make_url
 
 from tracker.database import create_engine, ensure_schema
@@ -70,3 +71,10 @@ def store(engine: sa.Engine) -> EventStore:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url, tmp_path / "feeds.yaml")
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    """A real HTTP server on 127.0.0.1 serving scripted replies."""
+    with FeedServer() as server:
+        yield server
