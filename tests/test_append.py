@@ -295,3 +295,19 @@ def test_an_append_stuck_behind_another_sessions_lock_gives_up_with_a_clear_erro
         blocker.rollback()
     assert store.append("a", [article("after")], 1).positions == (2,)
     engine.dispose()
+
+
+def test_a_session_commits_appends_to_several_streams_together_or_not_at_all(
+    store: EventStore,
+) -> None:
+    with store.session() as session:
+        session.append("article-1", [article("one")], 0)
+        session.append("feed-upi", [NewEvent("feed.recovered", {"failures": 2})], 0)
+    assert count(store) == 2
+    with pytest.raises(RuntimeError), store.session() as session:
+        session.append("article-2", [article("two")], 0)
+        session.append("article-1", [article("one, edited")], 1)
+        raise RuntimeError("the poll failed after deciding")
+    assert count(store) == 2
+    assert [e.position for e in store.read_all()] == [1, 2]
+    assert verify_chain(store.read_chain()).ok

@@ -48,11 +48,13 @@ class CorruptEventError(StorageError):
 class ConcurrencyError(TrackerError):
     """The stream had moved on: the append was refused and nothing was written."""
 
-    def __init__(self, stream_id: str, expected: int | None, actual: int) -> None:
+    def __init__(self, stream_id: str, expected: int | None, actual: int | None) -> None:
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
-        if expected is None:
+        if actual is None:
+            message = f"stream {stream_id!r}: another writer appended to it first"
+        elif expected is None:
             message = f"stream {stream_id!r}: another writer moved it to version {actual} first"
         else:
             message = (

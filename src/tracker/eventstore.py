@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -87,6 +88,23 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class LogSession:
+    """Appends inside one EventStore.session(): the log's lock is held until it ends."""
+
+    def __init__(self, store: EventStore, connection: sa.Connection) -> None:
+        self._store = store
+        self.connection = connection
+
+    def append(
+        self,
+        stream_id: str,
+        new_events: Sequence[NewEvent],
+        expected_version: int | None = None,
+    ) -> AppendResult:
+        """As EventStore.append, but committed only when the session ends without error."""
+        return self._store._append_in(self.connection, stream_id, new_events, expected_version)
+
+
 class EventStore:
     """The log on one database. Safe to share between threads; processes each open their own."""
 
@@ -117,19 +135,39 @@ class EventStore:
         retry: nothing is written, and their positions and the version the batch reached are
         reported. ValueError for a batch that could never be stored.
         """
-        rows = self._encode(stream_id, new_events)
+        with self.session() as session:
+            return session.append(stream_id, new_events, expected_version)
+
+    @contextmanager
+    def session(self) -> Iterator[LogSession]:
+        """One write transaction holding the log's lock, for several appends at once.
+
+        Everything done in it (appends to any streams, and the caller's own bookkeeping through
+        `session.connection`) commits together, or not at all if anything raises.
+        """
         with storage_errors(self._engine), self._engine.connect() as connection:
             connection = connection.execution_options(**WRITE)
-            try:
-                with connection.begin():
-                    return self._append_locked(connection, stream_id, rows, expected_version)
-            except IntegrityError as error:
-                if not any(name in str(error.orig) for name in _RACE_CONSTRAINTS):
-                    raise
-                # Only reachable by a writer that ignored the lock; report where the stream is.
-                actual = self._stream_version(connection, stream_id)
-                connection.rollback()
-                raise ConcurrencyError(stream_id, expected_version, actual) from None
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
+                    connection.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+                yield LogSession(self, connection)
+
+    def _append_in(
+        self,
+        connection: sa.Connection,
+        stream_id: str,
+        new_events: Sequence[NewEvent],
+        expected_version: int | None,
+    ) -> AppendResult:
+        rows = self._encode(stream_id, new_events)
+        try:
+            return self._append_locked(connection, stream_id, rows, expected_version)
+        except IntegrityError as error:
+            if not any(name in str(error.orig) for name in _RACE_CONSTRAINTS):
+                raise
+            # Only reachable by a writer that ignored the lock.
+            raise ConcurrencyError(stream_id, expected_version, None) from None
 
     @staticmethod
     def _encode(stream_id: str, new_events: Sequence[NewEvent]) -> list[dict[str, Any]]:
@@ -158,9 +196,6 @@ class EventStore:
         rows: list[dict[str, Any]],
         expected_version: int | None,
     ) -> AppendResult:
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
-            connection.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
         recorded = self._recorded_places(connection, [row["event_id"] for row in rows])
         if recorded:
             return self._retry(stream_id, rows, recorded)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # Alembic head this code was written against; tests check it matches alembic/versions.
-SCHEMA_REVISION = "0001_event_log"
+SCHEMA_REVISION = "0002_poll_state"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -43,4 +43,37 @@ events = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
     sa.UniqueConstraint("stream_id", "stream_version"),
     sa.Index(None, "recorded_at"),
+)
+
+# -- Operational state of the poller: bookkeeping, not history. Losing it costs a refetch, never
+# an event: everything that happened is in `events`.
+
+feed_state = sa.Table(
+    "feed_state",
+    metadata,
+    sa.Column("feed_id", sa.String(64), primary_key=True),
+    sa.Column("url", sa.Text(), nullable=False),  # current URL: moves after a 301/308
+    sa.Column("configured_url", sa.Text(), nullable=False),  # feeds.yaml's, to notice edits
+    sa.Column("state", sa.String(16), nullable=False),  # healthy, failing, blocked, gone
+    sa.Column("etag", sa.Text()),
+    sa.Column("last_modified", sa.Text()),
+    sa.Column("last_checked_at", sa.DateTime(timezone=True)),
+    sa.Column("last_success_at", sa.DateTime(timezone=True)),
+    sa.Column("next_due_at", sa.DateTime(timezone=True)),
+    sa.Column("failures", sa.Integer(), nullable=False),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("article_count", sa.Integer(), nullable=False),
+    # Who is polling it now, until when: several daemons share the work through this claim.
+    sa.Column("claimed_by", sa.String(100)),
+    sa.Column("claimed_until", sa.DateTime(timezone=True)),
+)
+
+article_state = sa.Table(
+    "article_state",
+    metadata,
+    sa.Column("article_id", sa.String(200), primary_key=True),  # the article's stream id
+    sa.Column("version", sa.Integer(), nullable=False),  # its stream version
+    # JSON: a digest of each revisable field as last recorded, to tell a real edit from noise.
+    sa.Column("fingerprint", sa.Text(), nullable=False),
+    sa.Column("feeds", sa.Text(), nullable=False),  # JSON list of the feed ids it was seen in
 )
