@@ -80,6 +80,7 @@ def cli() -> None:
 
     \b
     Examples:
+      tracker poll                     fetch the feeds in feeds.yaml that are due
       tracker events --limit 20        the first 20 events in the log
       tracker verify                   check the log's hash chain
       tracker config check             check feeds.yaml
@@ -193,6 +194,47 @@ def _event_line(event: RecordedEvent) -> str:
             printable(clip(payload, 80)),
         ]
     )
+
+
+@cli.command()
+@click.option(
+    "--feed",
+    "feed_ids",
+    multiple=True,
+    metavar="ID",
+    help="Poll this feed (repeatable), due or not, enabled or not.",
+)
+@click.option("--all", "every", is_flag=True, help="Poll every enabled feed, due or not.")
+@json_option
+@config_option
+@database_url_option
+def poll(
+    feed_ids: tuple[str, ...],
+    every: bool,
+    as_json: bool,
+    config_path: str | None,
+    database_url: str | None,
+) -> None:
+    """Poll feeds once: by default every enabled feed that is due.
+
+    Prints one line per feed: new and revised articles, unchanged, not modified, or failed
+    with the reason. Exits 0 when the round ran, even if feeds failed (failures are recorded
+    as data); 2 for a bad feeds.yaml or options.
+
+    \b
+    Examples:
+      tracker poll
+      tracker poll --feed upi-top --feed thehill-news
+      tracker poll --all --json
+    """
+    if feed_ids and every:
+        raise click.UsageError("give --feed or --all, not both")
+    with _tracker(database_url, config_path) as tracker, _until_reader_leaves():
+        results = tracker.poll(feed_ids, every)
+        for result in results:
+            click.echo(json.dumps(result.as_json_object()) if as_json else printable(result.line()))
+        if not results and not as_json:
+            click.echo("no feed is due (use --all to poll every feed now)", err=True)
 
 
 @cli.command()

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
-from tracker.config import Config, load_config
+from tracker.config import Config, FeedConfig, load_config
 from tracker.database import create_engine, current_revision, describe, ensure_schema
+from tracker.errors import UsageError
 from tracker.eventstore import Clock, EventStore
 from tracker.integrity import ChainReport, verify_chain
 from tracker.records import RecordedEvent
 from tracker.schema import SCHEMA_REVISION
 from tracker.settings import Settings
+
+if TYPE_CHECKING:
+    from tracker.fetch import Fetcher
+    from tracker.polling import PollResult
+
+# Fetches of different feeds run at once, up to this many.
+POLL_PARALLELISM = 8
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,66 @@ class Tracker:
             until_time=until_time,
             limit=limit,
         )
+
+    # -- polling -------------------------------------------------------------------------------
+
+    def poll(
+        self,
+        feed_ids: Sequence[str] = (),
+        every: bool = False,
+        fetcher: Fetcher | None = None,
+        source: str = "tracker poll",
+    ) -> list[PollResult]:
+        """One round (`tracker poll`): the feeds due, or every enabled one, or those named.
+
+        Fetches run in parallel; each feed's events and bookkeeping commit in one transaction.
+        Failures of feeds are results, not exceptions.
+        """
+        from tracker.fetch import Fetcher  # httpx and feedparser only when polling
+        from tracker.polling import Recorder, current_state, due_feeds, fetch_feed
+
+        config = self.check_config()
+        feeds = self._select_feeds(config, feed_ids, every, due_feeds)
+        if not feeds:
+            return []
+        own_fetcher = fetcher is None
+        fetcher = fetcher or Fetcher()
+        recorder = Recorder(self.store, self._now, source)
+        results: dict[str, PollResult] = {}
+        try:
+            with ThreadPoolExecutor(max_workers=min(POLL_PARALLELISM, len(feeds))) as pool:
+                pending = [
+                    pool.submit(fetch_feed, fetcher, feed, current_state(self.store, feed))
+                    for feed in feeds
+                ]
+                for done in as_completed(pending):
+                    fetched = done.result()
+                    results[fetched.feed.id] = recorder.record(fetched)
+        finally:
+            if own_fetcher:
+                fetcher.close()
+        return [results[feed.id] for feed in feeds]
+
+    def _select_feeds(
+        self,
+        config: Config,
+        feed_ids: Sequence[str],
+        every: bool,
+        due_feeds: Callable[[EventStore, Sequence[FeedConfig], datetime, bool], list[FeedConfig]],
+    ) -> list[FeedConfig]:
+        if feed_ids:
+            unknown = [feed_id for feed_id in feed_ids if config.feed(feed_id) is None]
+            if unknown:
+                known = ", ".join(feed.id for feed in config.feeds) or "none"
+                raise UsageError(
+                    f"{config.path}: no feed {', '.join(map(repr, unknown))} (feeds: {known})"
+                )
+            return [feed for feed in config.feeds if feed.id in feed_ids]
+        enabled = [feed for feed in config.feeds if feed.enabled]
+        return due_feeds(self.store, enabled, self._now(), every)
+
+    def _now(self) -> datetime:
+        return self._clock() if self._clock is not None else datetime.now(UTC)
 
     def head_position(self) -> int:
         return self.store.head_position()

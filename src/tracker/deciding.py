@@ -1,0 +1,253 @@
+"""What a poll means, decided by pure functions: data in, events out, the time passed in.
+
+Is this entry a new article, a real revision of one we know, or nothing new? Did the feed start
+failing, recover, move, or go? Nothing here touches the network or the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from tracker.events.articles import (
+    REVISABLE_FIELDS,
+    ArticleFields,
+    ArticlePublished,
+    ArticleRevised,
+    ArticleSeenInFeed,
+)
+from tracker.events.feeds import (
+    BLOCKED,
+    FAILING,
+    GONE,
+    HEALTHY,
+    FeedFailing,
+    FeedGone,
+    FeedMoved,
+    FeedRecovered,
+)
+from tracker.identity import article_key, article_stream, canonical_link
+from tracker.parse import ParsedEntry
+from tracker.text import html_to_text
+
+MAX_BACKOFF = timedelta(hours=6)
+
+
+# -- articles ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnownArticle:
+    """What the log last recorded of an article, as the poller keeps it at hand."""
+
+    article_id: str
+    version: int
+    fingerprint: Mapping[str, str]
+    feeds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ArticleChange:
+    article_id: str
+    kind: str  # "new", "revised" or "seen" (known, in another feed)
+    expected_version: int
+    events: tuple[Any, ...]
+    known: KnownArticle  # the state after these events
+
+
+def article_id_of(entry: ParsedEntry) -> tuple[str, str]:
+    """(how the identity was made, the article's stream id)."""
+    how, key = article_key(entry.guid, entry.link, html_to_text(entry.title), entry.summary)
+    return how, article_stream(how, key)
+
+
+def article_fields(entry: ParsedEntry) -> ArticleFields:
+    return ArticleFields(
+        title=entry.title,
+        title_text=html_to_text(entry.title),
+        link=entry.link,
+        summary=entry.summary,
+        summary_text=html_to_text(entry.summary),
+        content=entry.content,
+        content_text=html_to_text(entry.content),
+    )
+
+
+def fingerprint(fields: ArticleFields) -> dict[str, str]:
+    """A digest of each revisable field as a reader sees it: whitespace, markup that renders
+    the same, and tracking parameters in the link do not count as a change."""
+    seen = {
+        "title": fields.title_text,
+        "link": canonical_link(fields.link) or (fields.link or ""),
+        "summary": fields.summary_text,
+        "content": fields.content_text,
+    }
+    return {
+        name: hashlib.sha256(seen[name].encode("utf-8", "replace")).hexdigest()[:32]
+        for name in REVISABLE_FIELDS
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def decide_entry(
+    feed_id: str, entry: ParsedEntry, known: KnownArticle | None, now: datetime
+) -> ArticleChange | None:
+    """The events one entry of one poll calls for, or None when nothing changed."""
+    how, article_id = article_id_of(entry)
+    fields = article_fields(entry)
+    prints = fingerprint(fields)
+    if known is None:
+        published = entry.published or entry.updated
+        event = ArticlePublished(
+            article_id=article_id,
+            feed_id=feed_id,
+            identity=how,
+            guid=entry.guid,
+            link=entry.link,
+            title=fields.title,
+            title_text=fields.title_text,
+            summary=fields.summary,
+            summary_text=fields.summary_text,
+            content=fields.content,
+            content_text=fields.content_text,
+            published=(published or now).isoformat(),
+            published_is_first_seen=published is None,
+            updated=_iso(entry.updated),
+            authors=entry.authors,
+            categories=entry.categories,
+            media=entry.media,
+        )
+        return ArticleChange(
+            article_id, "new", 0, (event,), KnownArticle(article_id, 1, prints, (feed_id,))
+        )
+    events: list[Any] = []
+    feeds = known.feeds
+    if feed_id not in feeds:
+        events.append(ArticleSeenInFeed(article_id, feed_id))
+        feeds = (*feeds, feed_id)
+    changed = tuple(
+        name for name in REVISABLE_FIELDS if known.fingerprint.get(name) != prints[name]
+    )
+    if changed:
+        events.append(
+            ArticleRevised(
+                article_id=article_id,
+                feed_id=feed_id,
+                changed=changed,
+                link=fields.link,
+                title=fields.title,
+                title_text=fields.title_text,
+                summary=fields.summary,
+                summary_text=fields.summary_text,
+                content=fields.content,
+                content_text=fields.content_text,
+                updated=_iso(entry.updated),
+            )
+        )
+    if not events:
+        return None
+    return ArticleChange(
+        article_id,
+        "revised" if changed else "seen",
+        known.version,
+        tuple(events),
+        KnownArticle(article_id, known.version + len(events), prints, feeds),
+    )
+
+
+def decide_entries(
+    feed_id: str,
+    entries: Iterable[ParsedEntry],
+    known: Mapping[str, KnownArticle],
+    now: datetime,
+) -> list[ArticleChange]:
+    """Every change one poll of a feed calls for; an id twice in one feed counts once."""
+    changes, seen = [], set()
+    for entry in entries:
+        _, article_id = article_id_of(entry)
+        if article_id in seen:
+            continue
+        seen.add(article_id)
+        change = decide_entry(feed_id, entry, known.get(article_id), now)
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+# -- feed health ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    url: str
+    state: str = HEALTHY
+    failures: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """What happened to one fetch, in the terms health cares about."""
+
+    ok: bool
+    failure_kind: str | None = None  # FetchFailed.kind, or "parse"
+    reason: str | None = None
+    status: int | None = None
+    moved_to: str | None = None
+
+
+@dataclass(frozen=True)
+class HealthChange:
+    events: tuple[Any, ...] = ()
+    status: FeedStatus = field(default_factory=lambda: FeedStatus(""))
+
+
+def decide_health(feed_id: str, before: FeedStatus, outcome: PollOutcome) -> HealthChange:
+    """One event per change of state: failing, blocked, recovered, moved, gone."""
+    events: list[Any] = []
+    url = before.url
+    if outcome.moved_to and outcome.moved_to != url:
+        events.append(FeedMoved(feed_id, url, outcome.moved_to, outcome.status or 301))
+        url = outcome.moved_to
+    if outcome.ok:
+        if before.state in (FAILING, BLOCKED):
+            events.append(FeedRecovered(feed_id, url, before.failures))
+        return HealthChange(tuple(events), FeedStatus(url, HEALTHY, 0, None))
+    reason = outcome.reason or "failed"
+    if outcome.failure_kind == "gone":
+        if before.state != GONE:
+            events.append(FeedGone(feed_id, url))
+        return HealthChange(tuple(events), FeedStatus(url, GONE, before.failures + 1, reason))
+    state = BLOCKED if outcome.failure_kind == "blocked" else FAILING
+    if before.state != state:
+        events.append(FeedFailing(feed_id, url, state, reason, outcome.status))
+    return HealthChange(tuple(events), FeedStatus(url, state, before.failures + 1, reason))
+
+
+def next_due(
+    now: datetime,
+    interval: timedelta,
+    failures: int = 0,
+    *,
+    retry_after: timedelta | None = None,
+    publisher_minimum: timedelta | None = None,
+    rng: random.Random | None = None,
+) -> datetime:
+    """When to poll again: the interval, never sooner than the publisher asks (<ttl>,
+    Cache-Control max-age, Retry-After), backing off exponentially with jitter after failures,
+    capped at MAX_BACKOFF."""
+    rng = rng or random.Random()
+    wait = max(interval, publisher_minimum or timedelta(0))
+    if failures:
+        backoff = min(interval * (2 ** min(failures, 20)), MAX_BACKOFF)
+        wait = max(wait, backoff * rng.uniform(0.8, 1.0))
+    if retry_after is not None:
+        wait = max(wait, retry_after)
+    return now + wait

@@ -1,0 +1,266 @@
+"""One poll of one feed: fetch and parse (network, any thread), then decide and record
+(one locked transaction). `tracker poll` and the daemon both run polls through here.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from tracker.config import FeedConfig
+from tracker.deciding import (
+    FeedStatus,
+    PollOutcome,
+    article_id_of,
+    decide_entries,
+    decide_health,
+    next_due,
+)
+from tracker.events import encode
+from tracker.events.feeds import GONE
+from tracker.eventstore import EventStore
+from tracker.fetch import Fetched, Fetcher, FetchFailed
+from tracker.parse import FeedParseError, ParsedFeed, parse_feed
+from tracker.pollstate import (
+    FeedRow,
+    known_articles,
+    load_feed,
+    load_feeds,
+    save_articles,
+    save_feed,
+)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """What the network gave for one feed: a parsed feed, a 304, or a failure."""
+
+    feed: FeedConfig
+    url: str
+    fetched: Fetched | None = None
+    parsed: ParsedFeed | None = None
+    failure: FetchFailed | FeedParseError | None = None
+
+
+@dataclass(frozen=True)
+class PollResult:
+    feed_id: str
+    outcome: str  # "new", "revised", "unchanged", "not modified", "failed", "gone"
+    new: int = 0
+    revised: int = 0
+    seen_elsewhere: int = 0
+    reason: str | None = None
+    moved_to: str | None = None
+
+    def line(self) -> str:
+        """One line for `tracker poll` and the daemon's log."""
+        if self.outcome == "failed":
+            text = f"failed: {self.reason}"
+        elif self.outcome == "gone":
+            text = f"gone: {self.reason or 'HTTP 410'}; no longer polled"
+        elif self.new or self.revised:
+            parts = [f"{self.new} new"] if self.new else []
+            parts += [f"{self.revised} revised"] if self.revised else []
+            text = ", ".join(parts)
+        else:
+            text = self.outcome
+        if self.moved_to:
+            text += f" (moved to {self.moved_to})"
+        return f"{self.feed_id}: {text}"
+
+    def as_json_object(self) -> dict[str, Any]:
+        return {
+            "feed": self.feed_id,
+            "outcome": self.outcome,
+            "new": self.new,
+            "revised": self.revised,
+            "seen_elsewhere": self.seen_elsewhere,
+            "reason": self.reason,
+            "moved_to": self.moved_to,
+        }
+
+
+def fetch_feed(fetcher: Fetcher, feed: FeedConfig, state: FeedRow | None) -> Fetch:
+    """The network half of a poll; touches no database, so it can run in any thread."""
+    url = state.url if state is not None else feed.url
+    etag = state.etag if state is not None else None
+    last_modified = state.last_modified if state is not None else None
+    try:
+        fetched = fetcher.fetch(url, etag, last_modified)
+    except FetchFailed as failure:
+        return Fetch(feed, url, failure=failure)
+    if fetched.not_modified:
+        return Fetch(feed, url, fetched)
+    try:
+        parsed = parse_feed(fetched.body, fetched.headers, fetched.url)
+    except FeedParseError as failure:
+        return Fetch(feed, url, fetched, failure=failure)
+    return Fetch(feed, url, fetched, parsed)
+
+
+def due_feeds(
+    store: EventStore, feeds: Sequence[FeedConfig], now: datetime, every: bool = False
+) -> list[FeedConfig]:
+    """The feeds to poll now: never polled or due, and not gone (unless feeds.yaml moved it);
+    with `every`, all of them but the gone."""
+    with store.engine.connect() as connection:
+        states = load_feeds(connection)
+    chosen = []
+    for feed in feeds:
+        state = states.get(feed.id)
+        if (
+            state is None
+            or state.configured_url != feed.url
+            or state.state != GONE
+            and (every or state.next_due_at is None or state.next_due_at <= now)
+        ):
+            chosen.append(feed)
+    return chosen
+
+
+def current_state(store: EventStore, feed: FeedConfig) -> FeedRow:
+    with store.engine.connect() as connection:
+        state = load_feed(connection, feed.id)
+    if state is None:
+        return FeedRow.new(feed.id, feed.url)
+    if state.configured_url != feed.url:
+        return state.reconfigured(feed.url)
+    return state
+
+
+class Recorder:
+    """The database half of a poll: decide what the fetch means and record it atomically."""
+
+    def __init__(
+        self, store: EventStore, clock: Clock, source: str, rng: random.Random | None = None
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._source = source
+        self._rng = rng or random.Random()
+
+    def record(self, fetch: Fetch) -> PollResult:
+        feed = fetch.feed
+        poll_id = str(uuid.uuid4())
+        metadata = {
+            "poll_id": poll_id,
+            "correlation_id": poll_id,
+            "feed_id": feed.id,
+            "source": self._source,
+        }
+        with self._store.session() as session:
+            connection = session.connection
+            now = self._clock()
+            state = load_feed(connection, feed.id)
+            if state is None:
+                state = FeedRow.new(feed.id, feed.url)
+            elif state.configured_url != feed.url:
+                state = state.reconfigured(feed.url)
+            outcome, changes = self._outcome(fetch, connection, now)
+            health = decide_health(
+                feed.id,
+                FeedStatus(state.url, state.state, state.failures, state.last_error),
+                outcome,
+            )
+            for event in health.events:
+                session.append(f"feed-{feed.id}", [encode(event, metadata)])
+            new = revised = seen = 0
+            for change in changes:
+                session.append(
+                    change.article_id,
+                    [encode(event, metadata) for event in change.events],
+                    change.expected_version,
+                )
+                new += change.kind == "new"
+                revised += change.kind == "revised"
+                seen += change.kind == "seen"
+            save_articles(connection, [change.known for change in changes])
+            save_feed(connection, self._next_state(state, fetch, health.status, outcome, now, new))
+        return self._result(feed.id, fetch, outcome, new, revised, seen)
+
+    def _outcome(
+        self, fetch: Fetch, connection: Any, now: datetime
+    ) -> tuple[PollOutcome, list[Any]]:
+        moved_to = fetch.fetched.moved_to if fetch.fetched is not None else None
+        if fetch.failure is not None:
+            failure = fetch.failure
+            if isinstance(failure, FetchFailed):
+                moved_to = failure.moved_to
+                return PollOutcome(
+                    False, failure.kind, failure.reason, failure.status, moved_to
+                ), []
+            return PollOutcome(False, "parse", str(failure), None, moved_to), []
+        if fetch.parsed is None:  # 304 Not Modified
+            return PollOutcome(True, moved_to=moved_to), []
+        entries = fetch.parsed.entries
+        known = known_articles(connection, (article_id_of(entry)[1] for entry in entries))
+        return PollOutcome(True, moved_to=moved_to), decide_entries(
+            fetch.feed.id, entries, known, now
+        )
+
+    def _next_state(
+        self,
+        state: FeedRow,
+        fetch: Fetch,
+        status: FeedStatus,
+        outcome: PollOutcome,
+        now: datetime,
+        new_articles: int,
+    ) -> FeedRow:
+        fetched = fetch.fetched
+        publisher_minimum = None
+        retry_after: timedelta | None = None
+        if fetched is not None and fetched.status == 200:
+            # Keep the validators of every 200, changed entries or not: stale ones mean a full
+            # refetch every time.
+            state = replace(state, etag=fetched.etag, last_modified=fetched.last_modified)
+            minimums = [
+                m for m in (fetched.max_age, fetch.parsed.ttl if fetch.parsed else None) if m
+            ]
+            publisher_minimum = max(minimums) if minimums else None
+        if isinstance(fetch.failure, FetchFailed):
+            retry_after = fetch.failure.retry_after
+        due = (
+            None
+            if status.state == GONE
+            else next_due(
+                now,
+                fetch.feed.interval,
+                status.failures,
+                retry_after=retry_after,
+                publisher_minimum=publisher_minimum,
+                rng=self._rng,
+            )
+        )
+        return replace(
+            state,
+            url=status.url,
+            state=status.state,
+            failures=status.failures,
+            last_error=status.error,
+            last_checked_at=now,
+            last_success_at=now if outcome.ok else state.last_success_at,
+            next_due_at=due,
+            article_count=state.article_count + new_articles,
+            claimed_by=None,
+            claimed_until=None,
+        )
+
+    @staticmethod
+    def _result(
+        feed_id: str, fetch: Fetch, outcome: PollOutcome, new: int, revised: int, seen: int
+    ) -> PollResult:
+        moved_to = outcome.moved_to
+        if not outcome.ok:
+            kind = "gone" if outcome.failure_kind == "gone" else "failed"
+            return PollResult(feed_id, kind, reason=outcome.reason, moved_to=moved_to)
+        if fetch.parsed is None:
+            return PollResult(feed_id, "not modified", moved_to=moved_to)
+        kind = "new" if new else "revised" if revised else "unchanged"
+        return PollResult(feed_id, kind, new, revised, seen, moved_to=moved_to)

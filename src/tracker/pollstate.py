@@ -1,0 +1,150 @@
+"""The poller's operational tables: feed bookkeeping and the last recorded form of articles.
+
+Written in the same transaction as the events a poll appends (EventStore.session), so the two
+never disagree: a crash loses both or neither.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tracker.deciding import KnownArticle
+from tracker.encoding import stored_time
+from tracker.events.feeds import HEALTHY
+from tracker.schema import article_state, feed_state
+
+_LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    feed_id: str
+    url: str
+    configured_url: str
+    state: str = HEALTHY
+    etag: str | None = None
+    last_modified: str | None = None
+    last_checked_at: datetime | None = None
+    last_success_at: datetime | None = None
+    next_due_at: datetime | None = None
+    failures: int = 0
+    last_error: str | None = None
+    article_count: int = 0
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+
+    @classmethod
+    def new(cls, feed_id: str, url: str) -> FeedRow:
+        return cls(feed_id, url, url)
+
+    def reconfigured(self, url: str) -> FeedRow:
+        """feeds.yaml now names another URL: start over from it (validators belong to the old)."""
+        return replace(
+            self,
+            url=url,
+            configured_url=url,
+            state=HEALTHY,
+            etag=None,
+            last_modified=None,
+            failures=0,
+            last_error=None,
+            next_due_at=None,
+        )
+
+
+_TIMES = ("last_checked_at", "last_success_at", "next_due_at", "claimed_until")
+
+
+def _feed_row(row: sa.Row[Any]) -> FeedRow:
+    values = dict(row._mapping)
+    for name in _TIMES:
+        if values[name] is not None:
+            values[name] = stored_time(values[name])
+    return FeedRow(**values)
+
+
+def load_feeds(connection: sa.Connection) -> dict[str, FeedRow]:
+    return {row.feed_id: _feed_row(row) for row in connection.execute(sa.select(feed_state))}
+
+
+def load_feed(connection: sa.Connection, feed_id: str) -> FeedRow | None:
+    row = connection.execute(sa.select(feed_state).where(feed_state.c.feed_id == feed_id)).first()
+    return _feed_row(row) if row is not None else None
+
+
+def _upsert(
+    connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], key: str
+) -> None:
+    if not rows:
+        return
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    columns = {c.name: statement.excluded[c.name] for c in table.columns if c.name != key}
+    connection.execute(statement.on_conflict_do_update(index_elements=[key], set_=columns), rows)
+
+
+def save_feed(connection: sa.Connection, row: FeedRow) -> None:
+    _upsert(connection, feed_state, [asdict(row)], "feed_id")
+
+
+def known_articles(
+    connection: sa.Connection, article_ids: Iterable[str]
+) -> dict[str, KnownArticle]:
+    ids = list(dict.fromkeys(article_ids))
+    found: dict[str, KnownArticle] = {}
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        chunk = ids[start : start + _LOOKUP_CHUNK]
+        query = sa.select(article_state).where(article_state.c.article_id.in_(chunk))
+        for row in connection.execute(query):
+            found[row.article_id] = KnownArticle(
+                row.article_id,
+                row.version,
+                json.loads(row.fingerprint),
+                tuple(json.loads(row.feeds)),
+            )
+    return found
+
+
+def save_articles(connection: sa.Connection, articles: Iterable[KnownArticle]) -> None:
+    rows = [
+        {
+            "article_id": article.article_id,
+            "version": article.version,
+            "fingerprint": json.dumps(dict(article.fingerprint), sort_keys=True),
+            "feeds": json.dumps(list(article.feeds)),
+        }
+        for article in articles
+    ]
+    _upsert(connection, article_state, rows, "article_id")
+
+
+def claim(
+    connection: sa.Connection, feed_id: str, owner: str, now: datetime, until: datetime
+) -> bool:
+    """Take the feed for one poll unless another poller holds an unexpired claim on it.
+
+    One conditional UPDATE, atomic on both databases: of several daemons racing for a feed,
+    exactly one sees a row updated.
+    """
+    result = connection.execute(
+        sa.update(feed_state)
+        .where(feed_state.c.feed_id == feed_id)
+        .where(sa.or_(feed_state.c.claimed_until.is_(None), feed_state.c.claimed_until < now))
+        .values(claimed_by=owner, claimed_until=until)
+    )
+    return result.rowcount == 1
+
+
+def release(connection: sa.Connection, feed_id: str, owner: str) -> None:
+    connection.execute(
+        sa.update(feed_state)
+        .where(feed_state.c.feed_id == feed_id, feed_state.c.claimed_by == owner)
+        .values(claimed_by=None, claimed_until=None)
+    )
