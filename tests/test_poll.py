@@ -1,0 +1,288 @@
+"""Polling end to end: a real loopback HTTP server, a real database, the Tracker facade."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from feedserver import FEEDS, FeedServer, Reply, conditional, feed
+from helpers import run_tracker
+
+from tracker.events import decode
+from tracker.service import Tracker
+from tracker.settings import Settings
+
+
+def configure(settings: Settings, server: FeedServer, *paths: str, interval: str = "15m") -> None:
+    lines = ["feeds:"]
+    for path in paths:
+        feed_id = path.strip("/").split(".")[0]
+        lines.append(f"  - {{id: {feed_id}, url: '{server.url(path)}', interval: {interval}}}")
+    settings.config_path.write_text("\n".join(lines) + "\n")
+
+
+def types(tracker: Tracker) -> Counter[str]:
+    return Counter(event.event_type for event in tracker.events())
+
+
+def test_first_poll_records_articles_and_a_second_records_nothing(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/thehill-news.rss"] = feed("thehill-news.rss")
+    feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
+    configure(settings, feed_server, "/thehill-news.rss", "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        first = tracker.poll()
+        assert [r.line() for r in first] == ["thehill-news: 2 new", "upi-top: 2 new"]
+        assert types(tracker) == {"article.published": 4}
+        again = tracker.poll(every=True)
+        assert [r.outcome for r in again] == ["unchanged", "unchanged"]
+        assert tracker.head_position() == 4
+        published = [decode(e) for e in tracker.events()]
+    hill = next(e for e in published if e.guid == "https://thehill.com/?p=5099870")
+    assert hill.title_text == "State Department doubles reward for Maduro to $50 million"
+    assert "$15 million" in hill.content_text and "<script" not in hill.content
+    assert hill.published == "2025-08-07T18:05:00+00:00" and not hill.published_is_first_seen
+    assert hill.authors == ("Laura Ibáñez",) and hill.feed_id == "thehill-news"
+
+
+def test_validators_are_kept_and_sent_so_an_unchanged_feed_is_not_modified(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    body = (FEEDS / "upi-top.rss").read_bytes()
+    feed_server.routes["/upi-top.rss"] = conditional(body, etag='"v1"')
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        tracker.poll()
+        results = [tracker.poll(every=True)[0].outcome for _ in range(3)]
+        assert results == ["not modified"] * 3
+        assert tracker.head_position() == 2
+    requests = feed_server.requests_to("/upi-top.rss")
+    assert [r.headers.get("if-none-match") for r in requests] == [None, '"v1"', '"v1"', '"v1"']
+
+
+def test_new_validators_are_stored_even_when_no_entry_changed(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    body = (FEEDS / "upi-top.rss").read_bytes()
+    feed_server.routes["/upi-top.rss"] = conditional(body, etag='"v1"')
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        tracker.poll()
+        # The publisher rebuilds the feed: new ETag, same entries.
+        feed_server.routes["/upi-top.rss"] = conditional(body, etag='"v2"')
+        assert tracker.poll(every=True)[0].outcome == "unchanged"
+        assert tracker.poll(every=True)[0].outcome == "not modified"
+    assert feed_server.requests_to("/upi-top.rss")[-1].headers["if-none-match"] == '"v2"'
+
+
+def edited_hill() -> bytes:
+    body = (FEEDS / "thehill-news.rss").read_bytes()
+    # A WordPress edit: the headline and the link's slug change, the guid stays.
+    return body.replace(
+        b"State Department doubles reward for Maduro to $50 million",
+        b"US doubles reward for Maduro's capture to $50 million",
+    ).replace(b"5099870-maduro-reward-doubled/", b"5099870-us-doubles-maduro-reward/")
+
+
+def test_an_edit_between_polls_is_exactly_one_revision_naming_what_changed(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/thehill-news.rss"] = feed("thehill-news.rss")
+    configure(settings, feed_server, "/thehill-news.rss")
+    with Tracker(settings) as tracker:
+        tracker.poll()
+        feed_server.routes["/thehill-news.rss"] = Reply(200, edited_hill())
+        assert tracker.poll(every=True)[0].line() == "thehill-news: 1 revised"
+        assert tracker.poll(every=True)[0].outcome == "unchanged"
+        revisions = [decode(e) for e in tracker.events(event_type="article.revised")]
+        assert types(tracker) == {"article.published": 2, "article.revised": 1}
+    (revision,) = revisions
+    assert revision.changed == ("title", "link")
+    assert revision.title_text == "US doubles reward for Maduro's capture to $50 million"
+
+
+def test_whitespace_markup_and_tracking_noise_are_not_revisions(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/thehill-news.rss"] = feed("thehill-news.rss")
+    configure(settings, feed_server, "/thehill-news.rss")
+    noisy = (
+        (FEEDS / "thehill-news.rss")
+        .read_bytes()
+        .replace(b"utm_source=rss&amp;utm_medium=feed", b"utm_source=twitter")
+        .replace(b"<title>State Department", b"<title>  State   Department")
+        .replace(b"on the ropes.", b"on the\n\t ropes.")
+    )
+    with Tracker(settings) as tracker:
+        tracker.poll()
+        feed_server.routes["/thehill-news.rss"] = Reply(200, noisy)
+        assert tracker.poll(every=True)[0].outcome == "unchanged"
+        assert tracker.head_position() == 2
+
+
+def test_the_same_article_in_two_feeds_is_one_article(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    body = (FEEDS / "upi-top.rss").read_bytes()
+    feed_server.routes["/upi-top.rss"] = Reply(200, body)
+    # A section feed of the same outlet carrying the Essequibo story too.
+    feed_server.routes["/upi-world.rss"] = Reply(
+        200, body[: body.index(b"<item>", body.index(b"</item>"))] + b"</channel></rss>"
+    )
+    configure(settings, feed_server, "/upi-top.rss", "/upi-world.rss")
+    with Tracker(settings) as tracker:
+        tracker.poll(["upi-top"])
+        assert tracker.poll(["upi-world"])[0].outcome == "unchanged"
+        assert types(tracker) == {"article.published": 2, "article.seen_in_feed": 1}
+        (seen,) = [decode(e) for e in tracker.events(event_type="article.seen_in_feed")]
+        assert seen.feed_id == "upi-world"
+
+
+def test_duplicate_guids_within_one_feed_are_one_article(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    body = (FEEDS / "upi-top.rss").read_bytes()
+    item = body[body.index(b"<item>") : body.index(b"</item>") + len(b"</item>")]
+    feed_server.routes["/upi-top.rss"] = Reply(200, body.replace(item, item + item + item))
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        assert tracker.poll()[0].new == 2
+
+
+def test_entries_without_a_date_take_their_first_seen_time(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/essequibo-watch.atom"] = feed(
+        "essequibo-watch.atom", "application/atom+xml"
+    )
+    configure(settings, feed_server, "/essequibo-watch.atom")
+    moment = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+    with Tracker(settings, clock=lambda: moment) as tracker:
+        tracker.poll()
+        undated = next(
+            decode(e) for e in tracker.events() if decode(e).title_text.startswith("Sin fecha")
+        )
+    assert undated.published == moment.isoformat() and undated.published_is_first_seen
+
+
+def test_feed_health_is_one_event_per_change_of_state(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/upi-top.rss"] = Reply(500)
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        assert tracker.poll()[0].line() == "upi-top: failed: HTTP 500"
+        tracker.poll(every=True)
+        tracker.poll(every=True)
+        feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
+        assert tracker.poll(every=True)[0].new == 2
+        tracker.poll(every=True)
+        feed_server.routes["/upi-top.rss"] = Reply(403, headers={"cf-mitigated": "challenge"})
+        tracker.poll(every=True)
+        tracker.poll(every=True)
+        health = [decode(e) for e in tracker.events(stream_id="feed-upi-top")]
+    assert [type(e).__name__ for e in health] == ["FeedFailing", "FeedRecovered", "FeedFailing"]
+    assert health[0].error == "HTTP 500" and health[1].failures == 3
+    assert health[2].state == "blocked"
+
+
+def test_a_permanent_redirect_moves_the_feed_for_good(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/upi-top.rss"] = Reply(301, headers={"Location": "/v2/upi-top.rss"})
+    feed_server.routes["/v2/upi-top.rss"] = feed("upi-top.rss")
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        result = tracker.poll()[0]
+        assert result.moved_to == feed_server.url("/v2/upi-top.rss") and result.new == 2
+        tracker.poll(every=True)
+        (moved,) = [decode(e) for e in tracker.events(event_type="feed.moved")]
+    assert moved.new_url == feed_server.url("/v2/upi-top.rss")
+    assert len(feed_server.requests_to("/upi-top.rss")) == 1
+    assert len(feed_server.requests_to("/v2/upi-top.rss")) == 2
+
+
+def test_410_gone_stops_polling(settings: Settings, feed_server: FeedServer) -> None:
+    feed_server.routes["/upi-top.rss"] = Reply(410)
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        assert tracker.poll()[0].outcome == "gone"
+        assert tracker.poll(every=True) == []
+        assert types(tracker) == {"feed.gone": 1}
+    assert len(feed_server.requests_to("/upi-top.rss")) == 1
+
+
+def test_retry_after_is_honoured(settings: Settings, feed_server: FeedServer) -> None:
+    feed_server.routes["/upi-top.rss"] = Reply(429, headers={"Retry-After": "7200"})
+    configure(settings, feed_server, "/upi-top.rss", interval="1m")
+    now = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    clock = [now]
+    with Tracker(settings, clock=lambda: clock[0]) as tracker:
+        tracker.poll()
+        clock[0] = now + timedelta(minutes=119)
+        assert tracker.poll() == []
+        clock[0] = now + timedelta(minutes=121)
+        assert len(tracker.poll()) == 1
+
+
+def test_failures_back_off_and_recover(settings: Settings, feed_server: FeedServer) -> None:
+    feed_server.routes["/upi-top.rss"] = Reply(500)
+    configure(settings, feed_server, "/upi-top.rss", interval="1m")
+    now = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    clock = [now]
+    with Tracker(settings, clock=lambda: clock[0]) as tracker:
+        for _ in range(4):
+            tracker.poll(every=True)
+        # Four failures in a row: the next try waits 2^4 minutes (less up to 20 % jitter).
+        clock[0] = now + timedelta(minutes=12)
+        assert tracker.poll() == []
+        clock[0] = now + timedelta(minutes=17)
+        assert len(tracker.poll()) == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (
+            Reply(200, b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><rss>&a;</rss>'),
+            "entities",
+        ),
+        (Reply(200, b"<html>maintenance</html>"), "not a feed"),
+        (Reply(200, b"<rss>", stream_bytes=12 * 1024 * 1024), "larger than 10 MB"),
+    ],
+    ids=["entity-bomb", "html", "too-large"],
+)
+def test_bad_bodies_are_recorded_failures_and_nothing_else(
+    settings: Settings, feed_server: FeedServer, reply: Reply, reason: str
+) -> None:
+    feed_server.routes["/upi-top.rss"] = reply
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        (result,) = tracker.poll()
+        assert result.outcome == "failed" and reason in (result.reason or "")
+        assert types(tracker) == {"feed.failing": 1}
+
+
+def test_poll_command(settings: Settings, feed_server: FeedServer, tmp_path: Path) -> None:
+    feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
+    feed_server.routes["/thehill-news.rss"] = Reply(500)
+    configure(settings, feed_server, "/upi-top.rss", "/thehill-news.rss")
+    env = {
+        "TRACKER_DATABASE_URL": settings.database_url,
+        "TRACKER_CONFIG": str(settings.config_path),
+    }
+    first = run_tracker("poll", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == ["upi-top: 2 new", "thehill-news: failed: HTTP 500"]
+    nothing_due = run_tracker("poll", env=env)
+    assert (nothing_due.returncode, nothing_due.stdout) == (0, "")
+    assert "no feed is due" in nothing_due.stderr
+    named = run_tracker("poll", "--feed", "upi-top", "--json", env=env)
+    assert named.stdout.strip().startswith('{"feed": "upi-top", "outcome": "unchanged"')
+    unknown = run_tracker("poll", "--feed", "nope", env=env)
+    assert unknown.returncode == 2 and "no feed 'nope'" in unknown.stderr
+    both = run_tracker("poll", "--feed", "upi-top", "--all", env=env)
+    assert both.returncode == 2
