@@ -22,6 +22,8 @@ FEEDS = Path(__file__).parent / "data" / "feeds"
 class Request:
     path: str
     headers: dict[str, str]  # lower-case names
+    started: float = 0.0  # time.monotonic() when it arrived
+    finished: float = 0.0  # and when the reply was sent
 
 
 @dataclass
@@ -87,7 +89,9 @@ class FeedServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 -- the name http.server calls
-                request = Request(self.path, {k.lower(): v for k, v in self.headers.items()})
+                request = Request(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()
+                )
                 with server._lock:
                     server.requests.append(request)
                     route = server.routes.get(self.path)
@@ -99,6 +103,7 @@ class FeedServer:
                 # The client may give up (a timeout or size limit): that is the point.
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self._send(reply)
+                request.finished = time.monotonic()
 
             def _send(self, reply: Reply) -> None:
                 time.sleep(reply.delay_s)
@@ -125,7 +130,10 @@ class FeedServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # many pollers at once in the daemon tests
+
+        self._http = Server(("127.0.0.1", 0), Handler)
         self._http.daemon_threads = True
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
 

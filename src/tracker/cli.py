@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -235,6 +236,55 @@ def poll(
             click.echo(json.dumps(result.as_json_object()) if as_json else printable(result.line()))
         if not results and not as_json:
             click.echo("no feed is due (use --all to poll every feed now)", err=True)
+
+
+@cli.command()
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1, max=64),
+    default=8,
+    show_default=True,
+    help="Fetch at most this many feeds at once.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@config_option
+@database_url_option
+def daemon(
+    parallel: int, log_level: str, config_path: str | None, database_url: str | None
+) -> None:
+    """Poll feeds on their intervals until stopped (runs in the foreground).
+
+    Each enabled feed in feeds.yaml is polled on its own interval, with jitter; one log line
+    per poll goes to stderr. Several daemons can share one PostgreSQL database: each feed is
+    polled by one of them per interval. SIGHUP re-reads feeds.yaml; SIGTERM or Ctrl-C lets
+    the polls in flight finish and commit, then exits 0.
+
+    \b
+    Examples:
+      tracker daemon
+      tracker daemon --database-url postgresql://tracker@db.example/tracker --parallel 16
+    """
+    import logging
+
+    from tracker.daemon import Daemon  # APScheduler only for the daemon
+
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)sZ %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    logging.Formatter.converter = time.gmtime
+    # Our own lines at the chosen level; the libraries' chatter (a line per job run, per HTTP
+    # request, per migration step) only when something is wrong.
+    logging.getLogger("tracker").setLevel(getattr(logging, log_level.upper()))
+    with _tracker(database_url, config_path) as tracker:
+        code = Daemon(tracker, parallelism=parallel).run()
+    raise click.exceptions.Exit(code)
 
 
 @cli.command()

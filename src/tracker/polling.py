@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tracker.config import FeedConfig
+from tracker.database import WRITE, storage_errors
 from tracker.deciding import (
     FeedStatus,
     PollOutcome,
@@ -27,6 +28,7 @@ from tracker.fetch import Fetched, Fetcher, FetchFailed
 from tracker.parse import FeedParseError, ParsedFeed, parse_feed
 from tracker.pollstate import (
     FeedRow,
+    claim_due,
     known_articles,
     load_feed,
     load_feeds,
@@ -35,6 +37,9 @@ from tracker.pollstate import (
 )
 
 Clock = Callable[[], datetime]
+# How long a daemon's claim on a feed lasts: past the fetch deadline, so a live poll keeps it,
+# short enough that a crashed daemon's feeds are picked up again soon.
+CLAIM_HOLD = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,20 @@ def due_feeds(
     return chosen
 
 
+def claim_feed(
+    store: EventStore, feed: FeedConfig, owner: str, now: datetime, hold: timedelta
+) -> bool:
+    """Claim a due feed for this poller for at most `hold` (a crashed poller's claim expires)."""
+    # A scheduler's jitter may fire a moment before the feed is due: that still counts, or the
+    # feed would wait a whole extra interval.
+    early = min(feed.interval * 0.3, timedelta(minutes=1))
+    with storage_errors(store.engine), store.engine.connect() as connection:
+        connection = connection.execution_options(**WRITE)
+        with connection.begin():
+            row = FeedRow.new(feed.id, feed.url)
+            return claim_due(connection, row, owner, now, now + hold, early)
+
+
 def current_state(store: EventStore, feed: FeedConfig) -> FeedRow:
     with store.engine.connect() as connection:
         state = load_feed(connection, feed.id)
@@ -145,7 +164,9 @@ class Recorder:
         self._source = source
         self._rng = rng or random.Random()
 
-    def record(self, fetch: Fetch) -> PollResult:
+    def record(self, fetch: Fetch, started_at: datetime | None = None) -> PollResult:
+        """Decide and record one fetch. The next poll is due an interval after `started_at`
+        (when the poll began: its claim), so a feed keeps its rhythm however long it took."""
         feed = fetch.feed
         poll_id = str(uuid.uuid4())
         metadata = {
@@ -181,7 +202,10 @@ class Recorder:
                 revised += change.kind == "revised"
                 seen += change.kind == "seen"
             save_articles(connection, [change.known for change in changes])
-            save_feed(connection, self._next_state(state, fetch, health.status, outcome, now, new))
+            next_state = self._next_state(
+                state, fetch, health.status, outcome, now, started_at or now, new
+            )
+            save_feed(connection, next_state)
         return self._result(feed.id, fetch, outcome, new, revised, seen)
 
     def _outcome(
@@ -211,6 +235,7 @@ class Recorder:
         status: FeedStatus,
         outcome: PollOutcome,
         now: datetime,
+        started_at: datetime,
         new_articles: int,
     ) -> FeedRow:
         fetched = fetch.fetched
@@ -230,7 +255,7 @@ class Recorder:
             None
             if status.state == GONE
             else next_due(
-                now,
+                started_at,
                 fetch.feed.interval,
                 status.failures,
                 retry_after=retry_after,

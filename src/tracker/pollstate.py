@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tracker.deciding import KnownArticle
 from tracker.encoding import stored_time
-from tracker.events.feeds import HEALTHY
+from tracker.events.feeds import GONE, HEALTHY
 from tracker.schema import article_state, feed_state
 
 _LOOKUP_CHUNK = 500
@@ -125,18 +125,34 @@ def save_articles(connection: sa.Connection, articles: Iterable[KnownArticle]) -
     _upsert(connection, article_state, rows, "article_id")
 
 
-def claim(
-    connection: sa.Connection, feed_id: str, owner: str, now: datetime, until: datetime
+def claim_due(
+    connection: sa.Connection,
+    row: FeedRow,
+    owner: str,
+    now: datetime,
+    until: datetime,
+    early: timedelta = timedelta(0),
 ) -> bool:
-    """Take the feed for one poll unless another poller holds an unexpired claim on it.
+    """Take a feed for one poll if it is due (or due within `early`) and no other poller holds
+    an unexpired claim on it.
 
     One conditional UPDATE, atomic on both databases: of several daemons racing for a feed,
-    exactly one sees a row updated.
+    exactly one sees its row updated. A feed never polled gets its row first.
     """
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    connection.execute(dialect.insert(feed_state).values(**asdict(row)).on_conflict_do_nothing())
+    c = feed_state.c
     result = connection.execute(
         sa.update(feed_state)
-        .where(feed_state.c.feed_id == feed_id)
-        .where(sa.or_(feed_state.c.claimed_until.is_(None), feed_state.c.claimed_until < now))
+        .where(c.feed_id == row.feed_id, c.state != GONE)
+        .where(
+            sa.or_(
+                c.next_due_at.is_(None),
+                c.next_due_at <= now,
+                c.configured_url != row.configured_url,
+            )
+        )
+        .where(sa.or_(c.claimed_until.is_(None), c.claimed_until < now))
         .values(claimed_by=owner, claimed_until=until)
     )
     return result.rowcount == 1

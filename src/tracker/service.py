@@ -159,6 +159,7 @@ class Tracker:
         own_fetcher = fetcher is None
         fetcher = fetcher or Fetcher()
         recorder = Recorder(self.store, self._now, source)
+        started_at = self._now()
         results: dict[str, PollResult] = {}
         try:
             with ThreadPoolExecutor(max_workers=min(POLL_PARALLELISM, len(feeds))) as pool:
@@ -168,11 +169,26 @@ class Tracker:
                 ]
                 for done in as_completed(pending):
                     fetched = done.result()
-                    results[fetched.feed.id] = recorder.record(fetched)
+                    results[fetched.feed.id] = recorder.record(fetched, started_at)
         finally:
             if own_fetcher:
                 fetcher.close()
         return [results[feed.id] for feed in feeds]
+
+    def poll_feed_if_due(
+        self, feed: FeedConfig, owner: str, fetcher: Fetcher, source: str = "tracker daemon"
+    ) -> PollResult | None:
+        """Poll one feed if it is due and no other poller has it (the daemon's job).
+
+        None when it was not due or another daemon claimed it first.
+        """
+        from tracker.polling import CLAIM_HOLD, Recorder, claim_feed, current_state, fetch_feed
+
+        started_at = self._now()
+        if not claim_feed(self.store, feed, owner, started_at, CLAIM_HOLD):
+            return None
+        fetched = fetch_feed(fetcher, feed, current_state(self.store, feed))
+        return Recorder(self.store, self._now, source).record(fetched, started_at)
 
     def _select_feeds(
         self,

@@ -1,0 +1,173 @@
+"""`tracker daemon`: the long-running poller. It only schedules; the polls themselves are the
+Tracker facade's, the same that `tracker poll` runs. The one module that imports APScheduler.
+
+Each enabled feed is a job on its own interval with jitter; a job never overlaps itself
+(max_instances=1) and fetches of different feeds run in parallel up to a limit. Before each
+poll the feed is claimed in the database, so several daemons sharing one PostgreSQL poll each
+feed once per interval between them. SIGHUP re-reads feeds.yaml; SIGTERM and SIGINT let the
+polls in flight finish and commit, then exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from tracker.config import Config, FeedConfig
+from tracker.errors import ConfigError, TrackerError
+from tracker.fetch import Fetcher
+from tracker.service import POLL_PARALLELISM, Tracker
+
+log = logging.getLogger(__name__)
+# Polls still running this long after SIGTERM are abandoned uncommitted; their claims expire.
+SHUTDOWN_GRACE_S = 10.0
+# At most this much jitter (and never more than a tenth of the interval).
+MAX_JITTER_S = 60.0
+
+
+@dataclass
+class DaemonStats:
+    polls: int = 0
+    failures: int = 0
+
+
+class Daemon:
+    def __init__(
+        self, tracker: Tracker, parallelism: int = POLL_PARALLELISM, owner: str | None = None
+    ) -> None:
+        self.tracker = tracker
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stats = DaemonStats()
+        self._fetcher = Fetcher()
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(parallelism)}, timezone="UTC"
+        )
+        self._feeds: dict[str, FeedConfig] = {}
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def _schedule(self, config: Config) -> None:
+        wanted = {feed.id: feed for feed in config.feeds if feed.enabled}
+        for feed_id in set(self._feeds) - set(wanted):
+            self._scheduler.remove_job(feed_id)
+            log.info("%s: removed from feeds.yaml, no longer polled", feed_id)
+        for feed_id, feed in wanted.items():
+            if self._feeds.get(feed_id) == feed:
+                continue
+            seconds = feed.interval.total_seconds()
+            trigger = IntervalTrigger(
+                seconds=seconds, jitter=min(MAX_JITTER_S, seconds / 10) or None
+            )
+            # First run at once: the claim decides whether the feed is actually due.
+            self._scheduler.add_job(
+                self._poll,
+                trigger,
+                args=[feed],
+                id=feed_id,
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=_now(),
+            )
+            log.info("%s: polled every %s", feed_id, feed.interval)
+        self._feeds = wanted
+
+    def _poll(self, feed: FeedConfig) -> None:
+        if self._stop.is_set():
+            return
+        with self._idle:
+            self._in_flight += 1
+        try:
+            result = self.tracker.poll_feed_if_due(feed, self.owner, self._fetcher)
+            if result is not None:
+                self.stats.polls += 1
+                self.stats.failures += result.outcome == "failed"
+                log.info("%s", result.line())
+        except TrackerError as error:
+            # The database is down or refused: say so and carry on; the next run retries.
+            self.stats.failures += 1
+            log.error("%s: %s", feed.id, error)
+        except Exception:
+            log.exception("%s: poll failed unexpectedly", feed.id)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM or SIGINT; returns the exit code."""
+        config = self.tracker.check_config()
+        self.tracker.store  # noqa: B018 -- migrate and connect before scheduling anything
+        previous = {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+        try:
+            self._schedule(config)
+            self._scheduler.start()
+            log.info(
+                "tracker daemon %s polling %d feeds from %s",
+                self.owner,
+                len(self._feeds),
+                config.path,
+            )
+            while not self._stop.is_set():
+                self._stop.wait(0.5)
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._reconfigure()
+            return self._shut_down()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._fetcher.close()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # Only set flags here: the main loop does the work outside the signal handler.
+        if signum == signal.SIGHUP:
+            self._reload.set()
+        else:
+            self._stop.set()
+
+    def _reconfigure(self) -> None:
+        try:
+            config = self.tracker.check_config()
+        except ConfigError as error:
+            for problem in error.problems:
+                log.error("%s", problem)
+            log.error("feeds.yaml not reloaded: the daemon keeps polling what it had")
+            return
+        self._schedule(config)
+        log.info("reloaded %s: %d feeds", config.path, len(self._feeds))
+
+    def _shut_down(self) -> int:
+        log.info("stopping: waiting for %d poll(s) in flight", self._in_flight)
+        self._scheduler.shutdown(wait=False)
+        with self._idle:
+            done = self._idle.wait_for(lambda: self._in_flight == 0, SHUTDOWN_GRACE_S)
+        if not done:
+            log.warning("%d poll(s) still running were abandoned", self._in_flight)
+        log.info("stopped after %d polls", self.stats.polls)
+        return 0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,153 @@
+"""`tracker daemon` as a real process: polls on intervals, SIGHUP reload, SIGTERM stop, and
+several daemons sharing one PostgreSQL."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from feedserver import FeedServer, Reply
+from helpers import clean_env
+
+from tracker.service import Tracker
+from tracker.settings import Settings
+
+
+def rss(feed_id: str, items: int = 2) -> bytes:
+    entries = "".join(
+        f"<item><title>{feed_id} story {n}: Essequibo update</title>"
+        f"<link>https://news.example/{feed_id}/{n}</link>"
+        f"<guid isPermaLink='false'>{feed_id}-{n}</guid>"
+        f"<pubDate>Thu, 14 Aug 2025 10:{n:02d}:00 GMT</pubDate></item>"
+        for n in range(items)
+    )
+    return f"<rss version='2.0'><channel><title>{feed_id}</title>{entries}</channel></rss>".encode()
+
+
+def write_config(path: Path, server: FeedServer, feed_ids: list[str], interval: str) -> None:
+    path.write_text(
+        "feeds:\n"
+        + "".join(
+            f"  - {{id: {feed_id}, url: '{server.url('/' + feed_id)}', interval: {interval}}}\n"
+            for feed_id in feed_ids
+        )
+    )
+
+
+def start_daemon(settings: Settings) -> subprocess.Popen[str]:
+    env = {
+        **clean_env(),
+        "TRACKER_DATABASE_URL": settings.database_url,
+        "TRACKER_CONFIG": str(settings.config_path),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "tracker", "daemon"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[int, str, float]:
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    return process.returncode, err, time.monotonic() - started
+
+
+def test_the_daemon_polls_reloads_on_sighup_and_stops_on_sigterm(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    for feed_id in ("upi", "hill", "herald"):
+        feed_server.routes[f"/{feed_id}"] = Reply(200, rss(feed_id))
+    write_config(settings.config_path, feed_server, ["upi", "hill"], "1s")
+    daemon = start_daemon(settings)
+    try:
+        wait_for(lambda: len(feed_server.requests_to("/upi")) >= 3)
+        wait_for(lambda: len(feed_server.requests_to("/hill")) >= 3)
+        write_config(settings.config_path, feed_server, ["upi", "herald"], "1s")
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(feed_server.requests_to("/herald")) >= 2)
+        hill_after_reload = len(feed_server.requests_to("/hill"))
+        time.sleep(2.5)
+        assert len(feed_server.requests_to("/hill")) <= hill_after_reload + 1
+    finally:
+        code, err, took = stop(daemon)
+    assert code == 0, err
+    assert took < 5
+    lines = err.splitlines()
+    assert any(line.endswith("INFO upi: 2 new") for line in lines)
+    assert any("reloaded" in line for line in lines)
+    # One line per poll: no per-request or per-job chatter from the libraries.
+    assert not any("HTTP Request" in line or "Running job" in line for line in lines)
+    with Tracker(settings) as tracker:
+        published = Counter(e.stream_id for e in tracker.events(event_type="article.published"))
+        assert len(published) == 6 and set(published.values()) == {1}
+        assert tracker.verify().ok
+
+
+def test_sigterm_lets_a_poll_in_flight_commit(settings: Settings, feed_server: FeedServer) -> None:
+    feed_server.routes["/slow"] = Reply(200, rss("slow"), delay_s=1.5)
+    write_config(settings.config_path, feed_server, ["slow"], "1m")
+    daemon = start_daemon(settings)
+    try:
+        wait_for(lambda: len(feed_server.requests_to("/slow")) >= 1)
+    finally:
+        code, err, took = stop(daemon)
+    assert code == 0, err
+    assert took < 5
+    assert "slow: 2 new" in err
+    with Tracker(settings) as tracker:
+        assert tracker.head_position() == 2
+
+
+@pytest.mark.postgres
+def test_three_daemons_share_one_postgres_without_double_polls(
+    postgres_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_ids = [f"feed-{n:02d}" for n in range(40)]
+    for feed_id in feed_ids:
+        # A little latency, so that two polls of one feed at once would overlap visibly.
+        feed_server.routes[f"/{feed_id}"] = Reply(200, rss(feed_id, 3), delay_s=0.05)
+    settings = Settings(postgres_url, tmp_path / "feeds.yaml")
+    write_config(settings.config_path, feed_server, feed_ids, "2s")
+    with Tracker.open(settings):
+        pass  # migrated before the race, as an operator's first `tracker db upgrade` would
+    daemons = [start_daemon(settings) for _ in range(3)]
+    run_for = 12.0
+    try:
+        time.sleep(run_for)
+    finally:
+        outcomes = [stop(daemon) for daemon in daemons]
+    for code, err, took in outcomes:
+        assert code == 0, err
+        assert took < 5
+    for feed_id in feed_ids:
+        requests = sorted(feed_server.requests_to(f"/{feed_id}"), key=lambda r: r.started)
+        # On time: about one poll per 2 s interval over the run.
+        assert len(requests) >= run_for / 2 - 2, (feed_id, len(requests))
+        assert len(requests) <= run_for / 2 + 2, (feed_id, len(requests))
+        for earlier, later in zip(requests, requests[1:], strict=False):
+            assert later.started >= earlier.finished, f"{feed_id} polled twice at once"
+    # Every daemon took part.
+    polls = [err.count(" INFO feed-") for _, err, _ in outcomes]
+    assert all(count > 0 for count in polls), polls
+    with Tracker(settings) as tracker:
+        published = Counter(e.stream_id for e in tracker.events(event_type="article.published"))
+        assert len(published) == 3 * len(feed_ids)
+        assert set(published.values()) == {1}, "an article was published twice"
+        assert tracker.verify().ok
