@@ -11,6 +11,8 @@ from feedserver import FEEDS, FeedServer, Reply, conditional, feed
 from helpers import run_tracker
 
 from tracker.events import decode
+from tracker.fetch import Fetcher, FetchLimits
+from tracker.polling import claim_feed
 from tracker.service import Tracker
 from tracker.settings import Settings
 
@@ -286,3 +288,92 @@ def test_poll_command(settings: Settings, feed_server: FeedServer, tmp_path: Pat
     assert unknown.returncode == 2 and "no feed 'nope'" in unknown.stderr
     both = run_tracker("poll", "--feed", "upi-top", "--all", env=env)
     assert both.returncode == 2
+
+
+def test_a_slow_server_is_a_recorded_timeout(settings: Settings, feed_server: FeedServer) -> None:
+    feed_server.routes["/upi-top.rss"] = Reply(200, (FEEDS / "upi-top.rss").read_bytes(), delay_s=2)
+    configure(settings, feed_server, "/upi-top.rss")
+    fetcher = Fetcher(FetchLimits(read_timeout_s=0.5, deadline_s=1))
+    with Tracker(settings) as tracker:
+        (result,) = tracker.poll(fetcher=fetcher)
+        assert result.line() == "upi-top: failed: timed out"
+        (failing,) = [decode(e) for e in tracker.events()]
+    fetcher.close()
+    assert failing.error == "timed out" and failing.state == "failing"
+
+
+def test_a_truncated_feed_records_the_entries_before_the_cut(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    body = (FEEDS / "upi-top.rss").read_bytes()
+    feed_server.routes["/upi-top.rss"] = Reply(
+        200, body[: body.index(b"<item>", body.index(b"</item>"))] + b"<item><title>Cut off"
+    )
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        assert tracker.poll()[0].new >= 1
+        titles = [decode(e).title_text for e in tracker.events(event_type="article.published")]
+    assert titles[0] == "Guyana faces elections amid oil boom, Maduro's threats"
+
+
+def test_a_wrong_charset_header_still_reads_the_text(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    # The body is windows-1252 (declared in its prolog); the server says UTF-8.
+    feed_server.routes["/miamiherald-local.rss"] = feed(
+        "miamiherald-local.rss", "application/rss+xml; charset=utf-8"
+    )
+    configure(settings, feed_server, "/miamiherald-local.rss")
+    with Tracker(settings) as tracker:
+        assert tracker.poll()[0].new == 2
+        titles = {decode(e).title_text for e in tracker.events()}
+    assert "Café owners in Doral worry about Venezuelan TPS ending" in titles
+
+
+def test_last_modified_alone_makes_unchanged_polls_not_modified(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    stamp = "Fri, 15 Aug 2025 20:00:00 GMT"
+    feed_server.routes["/upi-top.rss"] = conditional(
+        (FEEDS / "upi-top.rss").read_bytes(), last_modified=stamp
+    )
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        tracker.poll()
+        assert tracker.poll(every=True)[0].outcome == "not modified"
+    assert feed_server.requests_to("/upi-top.rss")[1].headers["if-modified-since"] == stamp
+
+
+def test_ttl_and_max_age_are_a_lower_bound_on_the_interval(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    # upi-top.rss says <ttl>30</ttl>; the thehill server says max-age=1200.
+    feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
+    feed_server.routes["/thehill-news.rss"] = feed(
+        "thehill-news.rss", **{"Cache-Control": "public, max-age=1200"}
+    )
+    configure(settings, feed_server, "/upi-top.rss", "/thehill-news.rss", interval="1m")
+    now = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    clock = [now]
+    with Tracker(settings, clock=lambda: clock[0]) as tracker:
+        tracker.poll()
+        clock[0] = now + timedelta(minutes=5)
+        assert tracker.poll() == []
+        clock[0] = now + timedelta(minutes=21)
+        assert [r.feed_id for r in tracker.poll()] == ["thehill-news"]
+        clock[0] = now + timedelta(minutes=31)
+        assert [r.feed_id for r in tracker.poll()] == ["upi-top"]
+
+
+def test_a_feed_another_poller_holds_is_skipped_not_polled_twice(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        config = tracker.check_config()
+        assert claim_feed(tracker.store, config.feeds[0], "a daemon", datetime.now(UTC))
+        (result,) = tracker.poll()
+        assert result.line() == "upi-top: skipped: another poller is polling it right now"
+        assert tracker.head_position() == 0
+    assert feed_server.requests_to("/upi-top.rss") == []

@@ -28,7 +28,7 @@ from tracker.fetch import Fetched, Fetcher, FetchFailed
 from tracker.parse import FeedParseError, ParsedFeed, parse_feed
 from tracker.pollstate import (
     FeedRow,
-    claim_due,
+    claim,
     known_articles,
     load_feed,
     load_feeds,
@@ -56,7 +56,7 @@ class Fetch:
 @dataclass(frozen=True)
 class PollResult:
     feed_id: str
-    outcome: str  # "new", "revised", "unchanged", "not modified", "failed", "gone"
+    outcome: str  # "new", "revised", "unchanged", "not modified", "failed", "gone", "busy"
     new: int = 0
     revised: int = 0
     seen_elsewhere: int = 0
@@ -65,7 +65,9 @@ class PollResult:
 
     def line(self) -> str:
         """One line for `tracker poll` and the daemon's log."""
-        if self.outcome == "failed":
+        if self.outcome == "busy":
+            text = "skipped: another poller is polling it right now"
+        elif self.outcome == "failed":
             text = f"failed: {self.reason}"
         elif self.outcome == "gone":
             text = f"gone: {self.reason or 'HTTP 410'}; no longer polled"
@@ -130,17 +132,23 @@ def due_feeds(
 
 
 def claim_feed(
-    store: EventStore, feed: FeedConfig, owner: str, now: datetime, hold: timedelta
+    store: EventStore,
+    feed: FeedConfig,
+    owner: str,
+    now: datetime,
+    hold: timedelta = CLAIM_HOLD,
+    only_if_due: bool = True,
 ) -> bool:
-    """Claim a due feed for this poller for at most `hold` (a crashed poller's claim expires)."""
+    """Claim a feed for this poller for at most `hold` (a crashed poller's claim expires);
+    with `only_if_due`, only a feed that is due."""
     # A scheduler's jitter may fire a moment before the feed is due: that still counts, or the
     # feed would wait a whole extra interval.
-    early = min(feed.interval * 0.3, timedelta(minutes=1))
+    due_within = min(feed.interval * 0.3, timedelta(minutes=1)) if only_if_due else None
     with storage_errors(store.engine), store.engine.connect() as connection:
         connection = connection.execution_options(**WRITE)
         with connection.begin():
             row = FeedRow.new(feed.id, feed.url)
-            return claim_due(connection, row, owner, now, now + hold, early)
+            return claim(connection, row, owner, now, now + hold, due_within)
 
 
 def current_state(store: EventStore, feed: FeedConfig) -> FeedRow:

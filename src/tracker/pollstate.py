@@ -125,37 +125,38 @@ def save_articles(connection: sa.Connection, articles: Iterable[KnownArticle]) -
     _upsert(connection, article_state, rows, "article_id")
 
 
-def claim_due(
+def claim(
     connection: sa.Connection,
     row: FeedRow,
     owner: str,
     now: datetime,
     until: datetime,
-    early: timedelta = timedelta(0),
+    due_within: timedelta | None = timedelta(0),
 ) -> bool:
-    """Take a feed for one poll if it is due (or due within `early`) and no other poller holds
-    an unexpired claim on it.
+    """Take a feed for one poll unless another poller holds an unexpired claim on it; with
+    `due_within`, only if it is due by then (and not gone).
 
-    One conditional UPDATE, atomic on both databases: of several daemons racing for a feed,
+    One conditional UPDATE, atomic on both databases: of several pollers racing for a feed,
     exactly one sees its row updated. A feed never polled gets its row first.
     """
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     connection.execute(dialect.insert(feed_state).values(**asdict(row)).on_conflict_do_nothing())
     c = feed_state.c
-    result = connection.execute(
+    statement = (
         sa.update(feed_state)
-        .where(c.feed_id == row.feed_id, c.state != GONE)
-        .where(
-            sa.or_(
-                c.next_due_at.is_(None),
-                c.next_due_at <= now,
-                c.configured_url != row.configured_url,
-            )
-        )
+        .where(c.feed_id == row.feed_id)
         .where(sa.or_(c.claimed_until.is_(None), c.claimed_until < now))
         .values(claimed_by=owner, claimed_until=until)
     )
-    return result.rowcount == 1
+    if due_within is not None:
+        statement = statement.where(c.state != GONE).where(
+            sa.or_(
+                c.next_due_at.is_(None),
+                c.next_due_at <= now + due_within,
+                c.configured_url != row.configured_url,
+            )
+        )
+    return connection.execute(statement).rowcount == 1
 
 
 def release(connection: sa.Connection, feed_id: str, owner: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -150,7 +151,14 @@ class Tracker:
         Failures of feeds are results, not exceptions.
         """
         from tracker.fetch import Fetcher  # httpx and feedparser only when polling
-        from tracker.polling import Recorder, current_state, due_feeds, fetch_feed
+        from tracker.polling import (
+            PollResult,
+            Recorder,
+            claim_feed,
+            current_state,
+            due_feeds,
+            fetch_feed,
+        )
 
         config = self.check_config()
         feeds = self._select_feeds(config, feed_ids, every, due_feeds)
@@ -160,12 +168,23 @@ class Tracker:
         fetcher = fetcher or Fetcher()
         recorder = Recorder(self.store, self._now, source)
         started_at = self._now()
+        owner = f"{source}:{uuid.uuid4().hex[:8]}"
         results: dict[str, PollResult] = {}
+        # A daemon polling the same database keeps its feeds; chosen feeds are polled even if
+        # not due, but never twice at once.
+        claimed = []
+        for feed in feeds:
+            if claim_feed(self.store, feed, owner, started_at, only_if_due=False):
+                claimed.append(feed)
+            else:
+                results[feed.id] = PollResult(feed.id, "busy")
         try:
-            with ThreadPoolExecutor(max_workers=min(POLL_PARALLELISM, len(feeds))) as pool:
+            with ThreadPoolExecutor(
+                max_workers=max(1, min(POLL_PARALLELISM, len(claimed)))
+            ) as pool:
                 pending = [
                     pool.submit(fetch_feed, fetcher, feed, current_state(self.store, feed))
-                    for feed in feeds
+                    for feed in claimed
                 ]
                 for done in as_completed(pending):
                     fetched = done.result()
@@ -182,10 +201,10 @@ class Tracker:
 
         None when it was not due or another daemon claimed it first.
         """
-        from tracker.polling import CLAIM_HOLD, Recorder, claim_feed, current_state, fetch_feed
+        from tracker.polling import Recorder, claim_feed, current_state, fetch_feed
 
         started_at = self._now()
-        if not claim_feed(self.store, feed, owner, started_at, CLAIM_HOLD):
+        if not claim_feed(self.store, feed, owner, started_at):
             return None
         fetched = fetch_feed(fetcher, feed, current_state(self.store, feed))
         return Recorder(self.store, self._now, source).record(fetched, started_at)
