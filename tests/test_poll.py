@@ -377,3 +377,44 @@ def test_a_feed_another_poller_holds_is_skipped_not_polled_twice(
         assert result.line() == "upi-top: skipped: another poller is polling it right now"
         assert tracker.head_position() == 0
     assert feed_server.requests_to("/upi-top.rss") == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "line", "state"),
+    [
+        (Reply(404), "upi-top: failed: HTTP 404", "failing"),
+        (Reply(500), "upi-top: failed: HTTP 500", "failing"),
+        (
+            Reply(503, headers={"Retry-After": "60"}),
+            "upi-top: failed: HTTP 503, retry after 60s",
+            "failing",
+        ),
+        (
+            Reply(403, headers={"cf-mitigated": "challenge"}),
+            "upi-top: failed: blocked by a bot challenge (Cloudflare)",
+            "blocked",
+        ),
+    ],
+)
+def test_each_failure_is_recorded_once_with_its_reason(
+    settings: Settings, feed_server: FeedServer, reply: Reply, line: str, state: str
+) -> None:
+    feed_server.routes["/upi-top.rss"] = reply
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        assert tracker.poll()[0].line() == line
+        tracker.poll(every=True)
+        (failing,) = [decode(e) for e in tracker.events()]
+    assert failing.state == state and failing.status == reply.status
+    assert failing.url == feed_server.url("/upi-top.rss")
+
+
+def test_a_308_moves_the_feed_like_a_301(settings: Settings, feed_server: FeedServer) -> None:
+    feed_server.routes["/upi-top.rss"] = Reply(308, headers={"Location": "/moved.rss"})
+    feed_server.routes["/moved.rss"] = conditional((FEEDS / "upi-top.rss").read_bytes(), etag='"m"')
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        tracker.poll()
+        assert tracker.poll(every=True)[0].outcome == "not modified"
+        (moved,) = [decode(e) for e in tracker.events(event_type="feed.moved")]
+    assert moved.status == 308 and moved.old_url == feed_server.url("/upi-top.rss")

@@ -201,6 +201,7 @@ class PollOutcome:
     reason: str | None = None
     status: int | None = None
     moved_to: str | None = None
+    moved_by: int | None = None  # 301 or 308
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ def decide_health(feed_id: str, before: FeedStatus, outcome: PollOutcome) -> Hea
     events: list[Any] = []
     url = before.url
     if outcome.moved_to and outcome.moved_to != url:
-        events.append(FeedMoved(feed_id, url, outcome.moved_to, outcome.status or 301))
+        events.append(FeedMoved(feed_id, url, outcome.moved_to, outcome.moved_by or 301))
         url = outcome.moved_to
     if outcome.ok:
         if before.state in (FAILING, BLOCKED):

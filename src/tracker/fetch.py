@@ -42,6 +42,7 @@ class Fetched:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     moved_to: str | None = None  # where permanent redirects (301, 308) point the feed now
+    moved_by: int | None = None  # the status of the first of those redirects
 
     @property
     def not_modified(self) -> bool:
@@ -79,6 +80,7 @@ class FetchFailed(Exception):
         status: int | None = None,
         retry_after: timedelta | None = None,
         moved_to: str | None = None,
+        moved_by: int | None = None,
     ) -> None:
         super().__init__(reason)
         self.kind = (
@@ -88,6 +90,7 @@ class FetchFailed(Exception):
         self.status = status
         self.retry_after = retry_after
         self.moved_to = moved_to
+        self.moved_by = moved_by
 
 
 def retry_after(value: str | None, now: datetime) -> timedelta | None:
@@ -134,20 +137,24 @@ class Fetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         moved_to: str | None = None
+        moved_by: int | None = None
         permanent_so_far = True
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 fetched = self._get(current, headers, deadline)
             except FetchFailed as failure:
-                failure.moved_to = moved_to
+                failure.moved_to, failure.moved_by = moved_to, moved_by
                 raise
             except httpx.TimeoutException:
-                raise FetchFailed("timeout", "timed out", moved_to=moved_to) from None
+                raise FetchFailed("timeout", "timed out", None, None, moved_to, moved_by) from None
             except httpx.HTTPError as error:
-                raise FetchFailed("network", _network_reason(error), moved_to=moved_to) from None
+                reason = _network_reason(error)
+                raise FetchFailed("network", reason, None, None, moved_to, moved_by) from None
             if fetched.status not in _REDIRECTS:
-                return Fetched(fetched.status, current, fetched.body, fetched.headers, moved_to)
+                return Fetched(
+                    fetched.status, current, fetched.body, fetched.headers, moved_to, moved_by
+                )
             location = fetched.headers.get("location")
             if not location:
                 raise FetchFailed(
@@ -156,9 +163,12 @@ class Fetcher:
             current = urljoin(current, location)
             if permanent_so_far and fetched.status in _PERMANENT:
                 moved_to = current
+                moved_by = moved_by or fetched.status
             else:
                 permanent_so_far = False
-        raise FetchFailed("http", f"more than {MAX_REDIRECTS} redirects", moved_to=moved_to)
+        raise FetchFailed(
+            "http", f"more than {MAX_REDIRECTS} redirects", None, None, moved_to, moved_by
+        )
 
     def _get(self, url: str, headers: dict[str, str], deadline: float) -> Fetched:
         with self._client.stream("GET", url, headers=headers) as response:

@@ -219,22 +219,28 @@ class Recorder:
     def _outcome(
         self, fetch: Fetch, connection: Any, now: datetime
     ) -> tuple[PollOutcome, list[Any]]:
-        moved_to = fetch.fetched.moved_to if fetch.fetched is not None else None
-        if fetch.failure is not None:
-            failure = fetch.failure
-            if isinstance(failure, FetchFailed):
-                moved_to = failure.moved_to
-                return PollOutcome(
-                    False, failure.kind, failure.reason, failure.status, moved_to
-                ), []
-            return PollOutcome(False, "parse", str(failure), None, moved_to), []
+        failure = fetch.failure
+        if isinstance(failure, FetchFailed):
+            outcome = PollOutcome(
+                False,
+                failure.kind,
+                failure.reason,
+                failure.status,
+                failure.moved_to,
+                failure.moved_by,
+            )
+            return outcome, []
+        fetched = fetch.fetched
+        moved_to = fetched.moved_to if fetched is not None else None
+        moved_by = fetched.moved_by if fetched is not None else None
+        if failure is not None:
+            return PollOutcome(False, "parse", str(failure), None, moved_to, moved_by), []
+        ok = PollOutcome(True, moved_to=moved_to, moved_by=moved_by)
         if fetch.parsed is None:  # 304 Not Modified
-            return PollOutcome(True, moved_to=moved_to), []
+            return ok, []
         entries = fetch.parsed.entries
         known = known_articles(connection, (article_id_of(entry)[1] for entry in entries))
-        return PollOutcome(True, moved_to=moved_to), decide_entries(
-            fetch.feed.id, entries, known, now
-        )
+        return ok, decide_entries(fetch.feed.id, entries, known, now)
 
     def _next_state(
         self,
