@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -87,20 +88,64 @@ XXE = b"""<?xml version="1.0"?>
 <rss version="2.0"><channel><title>&xxe;</title></channel></rss>"""
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        BILLION_LAUGHS,
-        quadratic_blowup(),
-        XXE,
-        BILLION_LAUGHS.decode().encode("utf-16"),
-        BILLION_LAUGHS.replace(b"<!ENTITY", b"<!entity"),
-    ],
-    ids=["billion-laughs", "quadratic-blowup", "xxe", "utf-16", "lower-case"],
-)
-def test_documents_declaring_entities_are_refused_before_parsing(body: bytes) -> None:
+def without_declaration(body: bytes) -> str:
+    return body.decode().replace('<?xml version="1.0"?>', "")
+
+
+def test_the_guard_reads_what_feedparser_reads_utf16_without_a_bom() -> None:
+    body = (
+        '<?xml version="1.0" encoding="utf-16"?><!DOCTYPE rss [<!ENTITY a "AAAA">]>'
+        "<rss version='2.0'><channel><title>&a;</title></channel></rss>"
+    ).encode("utf-16-be")
     with pytest.raises(FeedParseError, match="declares XML entities"):
-        parse_feed(body, {}, "https://example.com/feed")
+        parse_feed(body, {"Content-Type": "application/xml"}, "https://example.com/feed")
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (BILLION_LAUGHS, {}),
+        (quadratic_blowup(), {}),
+        (XXE, {}),
+        (BILLION_LAUGHS.replace(b"<!ENTITY", b"<!entity"), {}),
+        (BILLION_LAUGHS.decode().encode("utf-16"), {}),
+        (quadratic_blowup().decode().encode("utf-16-be"), {}),
+        (quadratic_blowup().decode().encode("utf-16-le"), {}),
+        (BILLION_LAUGHS.decode().encode("utf-32-le"), {}),
+        (
+            without_declaration(BILLION_LAUGHS).encode("utf-16-le"),
+            {"Content-Type": "application/rss+xml; charset=utf-16le"},
+        ),
+        (
+            '<?xml version="1.0" encoding="cp037"?>'.encode("cp037")
+            + without_declaration(BILLION_LAUGHS).encode("cp037"),
+            {},
+        ),
+    ],
+    ids=[
+        "billion-laughs",
+        "quadratic-blowup",
+        "xxe",
+        "lower-case",
+        "utf-16-bom",
+        "utf-16be-no-bom",
+        "utf-16le-no-bom",
+        "utf-32le-no-bom",
+        "charset-header",
+        "ebcdic",
+    ],
+)
+def test_documents_declaring_entities_are_refused_before_parsing(
+    body: bytes, headers: dict[str, str]
+) -> None:
+    # Refused either by the guard, which reads the text exactly as feedparser will decode it,
+    # or because in that decoding it is no XML at all; never expanded.
+    tracemalloc.start()
+    with pytest.raises(FeedParseError, match="declares XML entities|not a feed"):
+        parse_feed(body, headers, "https://example.com/feed")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 50 * 1024 * 1024
 
 
 @pytest.mark.parametrize(
