@@ -115,6 +115,26 @@ def test_sigterm_lets_a_poll_in_flight_commit(settings: Settings, feed_server: F
         assert tracker.head_position() == 2
 
 
+def test_sigterm_cancels_a_fetch_that_would_take_long_and_records_nothing_for_it(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/stuck"] = Reply(200, rss("stuck"), delay_s=25)
+    write_config(settings.config_path, feed_server, ["stuck"], "1m")
+    daemon = start_daemon(settings)
+    try:
+        wait_for(lambda: len(feed_server.requests_to("/stuck")) >= 1)
+    finally:
+        code, err, took = stop(daemon)
+    assert code == 0, err
+    assert took < 10
+    assert "cancelling 1 fetch" in err and "failed" not in err
+    with Tracker(settings) as tracker:
+        assert tracker.head_position() == 0  # no feed.failing for a shutdown
+        # And the claim is released: a poll right away may take the feed.
+        feed_server.routes["/stuck"] = Reply(200, rss("stuck"))
+        assert [r.outcome for r in tracker.poll()] == ["new"]
+
+
 @pytest.mark.postgres
 def test_three_daemons_share_one_postgres_without_double_polls(
     postgres_url: str, tmp_path: Path, feed_server: FeedServer

@@ -43,13 +43,20 @@ def test_a_guid_wins_over_the_link_so_an_edited_slug_is_the_same_article() -> No
     after = article_key(
         "https://thehill.com/?p=5100001", "https://thehill.com/a/5100001-new/", "New", ""
     )
-    assert before == after == ("guid", "https://thehill.com/?p=5100001")
+    assert before == after == ("link", "https://thehill.com/?p=5100001")
 
 
 def test_a_permalink_guid_with_tracking_noise_is_the_same_article() -> None:
     assert article_key("https://www.upi.com/x/?utm_campaign=rss", None, "", "") == article_key(
         "https://www.upi.com/x/", None, "", ""
     )
+
+
+def test_a_permalink_guid_and_a_bare_link_to_the_same_page_are_one_article() -> None:
+    assert article_key("https://www.upi.com/x/", None, "", "") == article_key(
+        None, "https://www.upi.com/x/?utm_source=rss", "", ""
+    )
+    assert article_key("urn:uuid:1225c695", None, "", "") == ("guid", "urn:uuid:1225c695")
 
 
 def test_without_a_guid_the_canonical_link_is_the_identity() -> None:

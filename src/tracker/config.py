@@ -94,6 +94,26 @@ def load_config(path: Path) -> Config:
     return config
 
 
+_HOST = re.compile(r"[A-Za-z0-9.\-_~%]+|\[[0-9A-Fa-f:.]+\]")
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is no number or out of range
+    except ValueError:
+        return False
+    host = parts.netloc.rpartition("@")[2]
+    if port is not None or host.endswith(":"):
+        host = host.rsplit(":", 1)[0]
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and bool(_HOST.fullmatch(host))
+        and not any(c.isspace() for c in url)
+    )
+
+
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
 
@@ -156,14 +176,16 @@ class _Checker:
             if not isinstance(entry, dict):
                 self.problem(where, "must be a mapping")
                 continue
+            entry_id = entry.get("id")
+            duplicate = isinstance(entry_id, str) and entry_id in seen
             item = check(where, entry)
-            if item is None:
+            if duplicate:
+                self.problem(f"{where}.id", f"{entry_id!r} is used by an earlier entry")
                 continue
-            if item.id in seen:
-                self.problem(f"{where}.id", f"{item.id!r} is used by an earlier entry")
-                continue
-            seen.add(item.id)
-            checked.append(item)
+            if isinstance(entry_id, str):
+                seen.add(entry_id)
+            if item is not None:
+                checked.append(item)
         return checked
 
     def feed(self, where: str, entry: dict[str, Any]) -> FeedConfig | None:
@@ -171,10 +193,8 @@ class _Checker:
         before = len(self.problems)
         feed_id = self._id(where, entry)
         url = self._required_text(where, entry, "url")
-        if url is not None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                self.problem(f"{where}.url", f"{url!r} is not an http(s) URL")
+        if url is not None and not _is_http_url(url):
+            self.problem(f"{where}.url", f"{url!r} is not an http(s) URL")
         title = self._optional_text(where, entry, "title")
         interval = DEFAULT_INTERVAL
         if "interval" in entry:

@@ -171,6 +171,8 @@ def decide_entries(
     """Every change one poll of a feed calls for; an id twice in one feed counts once."""
     changes, seen = [], set()
     for entry in entries:
+        if not (entry.guid or entry.link or entry.title.strip() or entry.summary.strip()):
+            continue  # nothing to know it by: a fragment of a truncated feed, not an article
         _, article_id = article_id_of(entry)
         if article_id in seen:
             continue

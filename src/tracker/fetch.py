@@ -8,11 +8,16 @@ and follows redirects itself so that a permanent one can move the feed (RFC 9110
 
 from __future__ import annotations
 
+import re
+import threading
 import time
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from urllib.parse import urljoin
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -62,11 +67,10 @@ class Fetched:
         for directive in self.headers.get("cache-control", "").split(","):
             name, _, value = directive.strip().partition("=")
             if name.lower() == "max-age":
-                try:
-                    seconds = int(value.strip('"'))
-                except ValueError:
+                value = value.strip('"')
+                if not re.fullmatch(r"[0-9]{1,12}", value) or not int(value):
                     return None
-                return timedelta(seconds=seconds) if seconds > 0 else None
+                return min(timedelta(seconds=int(value)), MAX_PUBLISHER_WAIT)
         return None
 
 
@@ -93,31 +97,42 @@ class FetchFailed(Exception):
         self.moved_by = moved_by
 
 
+# A publisher's "come back later" longer than this is taken as this: a typo in a header must
+# not stop polling for a year.
+MAX_PUBLISHER_WAIT = timedelta(days=1)
+
+
 def retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """Retry-After as seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    """Retry-After as seconds or an HTTP date (RFC 9110 §10.2.3), at most a day."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if re.fullmatch(r"[0-9]{1,12}", value):
+        return min(timedelta(seconds=int(value)), MAX_PUBLISHER_WAIT)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(when - now, timedelta(0))
+    return min(max(when - now, timedelta(0)), MAX_PUBLISHER_WAIT)
 
 
 class Fetcher:
-    """One HTTP client, shared by every fetch of a process (connections are reused)."""
+    """Fetches feeds; one per process, shared by every thread (connections are reused)."""
 
     def __init__(
         self, limits: FetchLimits | None = None, transport: httpx.BaseTransport | None = None
     ) -> None:
         self.limits = limits or FetchLimits()
+        self._cancelled = threading.Event()
         self._client = httpx.Client(
-            headers={"User-Agent": USER_AGENT, "Accept": _ACCEPT},
+            # Only encodings we decode ourselves, within the body limit (see _decoded).
+            headers={
+                "User-Agent": USER_AGENT,
+                "Accept": _ACCEPT,
+                "Accept-Encoding": "gzip, deflate",
+            },
             timeout=httpx.Timeout(
                 self.limits.read_timeout_s, connect=self.limits.connect_timeout_s
             ),
@@ -128,9 +143,43 @@ class Fetcher:
     def close(self) -> None:
         self._client.close()
 
+    def cancel(self) -> None:
+        """Make every fetch in flight, and every later one, fail at once as "cancelled"."""
+        self._cancelled.set()
+
     def fetch(self, url: str, etag: str | None = None, last_modified: str | None = None) -> Fetched:
-        """GET a feed, conditionally; FetchFailed for anything but a usable 200 or a 304."""
+        """GET a feed, conditionally; FetchFailed for anything but a usable 200 or a 304.
+
+        The work runs in a thread of its own so that the deadline is a hard one: httpx's
+        timeouts bound each read, but a server can trickle bytes (even header lines) forever.
+        """
         deadline = time.monotonic() + self.limits.deadline_s
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                outcome["fetched"] = self._fetch(url, etag, last_modified, deadline)
+            except BaseException as error:  # handed to the waiting thread below
+                outcome["error"] = error
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=f"fetch {url}", daemon=True).start()
+        while not done.wait(0.05):
+            if self._cancelled.is_set():
+                raise FetchFailed("cancelled", "cancelled: tracker is stopping")
+            if time.monotonic() > deadline:
+                # The thread is left to notice the deadline at its next read and end itself.
+                raise FetchFailed("timeout", f"not done within {self.limits.deadline_s:g}s")
+        if "error" in outcome:
+            raise outcome["error"]
+        fetched: Fetched = outcome["fetched"]
+        return fetched
+
+    def _fetch(
+        self, url: str, etag: str | None, last_modified: str | None, deadline: float
+    ) -> Fetched:
         headers = {}
         if etag:
             headers["If-None-Match"] = etag
@@ -148,7 +197,7 @@ class Fetcher:
                 raise
             except httpx.TimeoutException:
                 raise FetchFailed("timeout", "timed out", None, None, moved_to, moved_by) from None
-            except httpx.HTTPError as error:
+            except (httpx.HTTPError, httpx.InvalidURL) as error:
                 reason = _network_reason(error)
                 raise FetchFailed("network", reason, None, None, moved_to, moved_by) from None
             if fetched.status not in _REDIRECTS:
@@ -156,11 +205,13 @@ class Fetcher:
                     fetched.status, current, fetched.body, fetched.headers, moved_to, moved_by
                 )
             location = fetched.headers.get("location")
-            if not location:
-                raise FetchFailed(
-                    "http", f"HTTP {fetched.status} without a Location", fetched.status
-                )
-            current = urljoin(current, location)
+            try:
+                current = urljoin(current, location or "")
+            except ValueError:
+                location = None
+            if not location or urlsplit(current).scheme not in ("http", "https"):
+                reason = f"HTTP {fetched.status} without a usable Location"
+                raise FetchFailed("http", reason, fetched.status, None, moved_to, moved_by)
             if permanent_so_far and fetched.status in _PERMANENT:
                 moved_to = current
                 moved_by = moved_by or fetched.status
@@ -171,7 +222,14 @@ class Fetcher:
         )
 
     def _get(self, url: str, headers: dict[str, str], deadline: float) -> Fetched:
-        with self._client.stream("GET", url, headers=headers) as response:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or self._cancelled.is_set():
+            raise FetchFailed("timeout", f"not done within {self.limits.deadline_s:g}s")
+        timeout = httpx.Timeout(
+            min(self.limits.read_timeout_s, remaining),
+            connect=min(self.limits.connect_timeout_s, remaining),
+        )
+        with self._client.stream("GET", url, headers=headers, timeout=timeout) as response:
             response_headers = {key.lower(): value for key, value in response.headers.items()}
             status = response.status_code
             if status in _REDIRECTS or status == 304:
@@ -181,17 +239,42 @@ class Fetcher:
             declared = response_headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.limits.max_bytes:
                 raise _too_large(self.limits.max_bytes)
+            encoding = response_headers.pop("content-encoding", "identity")
             chunks, size = [], 0
-            for chunk in response.iter_bytes():
+            for chunk in _decoded(response.iter_raw(_CHUNK), encoding):
                 size += len(chunk)
                 if size > self.limits.max_bytes:
                     raise _too_large(self.limits.max_bytes)
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or self._cancelled.is_set():
                     raise FetchFailed("timeout", f"not done within {self.limits.deadline_s:g}s")
                 chunks.append(chunk)
-            # httpx has decoded gzip; the headers must not make feedparser think it is encoded.
-            response_headers.pop("content-encoding", None)
+            # The body is decoded now: feedparser must not think it is still compressed.
             return Fetched(status, url, b"".join(chunks), response_headers)
+
+
+_CHUNK = 64 * 1024
+
+
+def _decoded(raw_chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+    """The body decoded, in pieces of at most _CHUNK bytes whatever the compression ratio, so
+    that a small compressed bomb is stopped at the body limit, not after inflating in memory
+    (httpx's own decoder inflates each chunk whole)."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        yield from raw_chunks
+        return
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise FetchFailed("http", f"unsupported Content-Encoding {encoding!r}")
+    decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
+    try:
+        for raw in raw_chunks:
+            data = raw
+            while data:
+                yield decoder.decompress(data, _CHUNK)
+                data = decoder.unconsumed_tail
+        yield decoder.flush()
+    except zlib.error as error:
+        raise FetchFailed("http", f"corrupt {encoding} body: {error}") from None
 
 
 _ACCEPT = (
@@ -201,11 +284,8 @@ _ACCEPT = (
 
 
 def _too_large(limit: int) -> FetchFailed:
-    return FetchFailed(
-        "too_large",
-        f"body larger than {limit // (1024 * 1024) or limit} "
-        f"{'MB' if limit >= 1024 * 1024 else 'bytes'}: not read further",
-    )
+    size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
+    return FetchFailed("too_large", f"body larger than {size}: not read further")
 
 
 def _failure(status: int, headers: dict[str, str]) -> FetchFailed:
@@ -221,6 +301,6 @@ def _failure(status: int, headers: dict[str, str]) -> FetchFailed:
     return FetchFailed("http", f"HTTP {status}", status)
 
 
-def _network_reason(error: httpx.HTTPError) -> str:
+def _network_reason(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text and text[0] else type(error).__name__

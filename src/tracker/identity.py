@@ -87,7 +87,8 @@ def article_key(guid: str | None, link: str | None, title: str, summary: str) ->
     if guid and guid.strip():
         guid = guid.strip()
         as_link = canonical_link(guid)
-        return "guid", as_link if as_link is not None else guid
+        # A guid that is a link names the same article as that link in a feed without guids.
+        return ("link", as_link) if as_link is not None else ("guid", guid)
     canonical = canonical_link(link)
     if canonical is not None:
         return "link", canonical

@@ -32,6 +32,7 @@ from tracker.pollstate import (
     known_articles,
     load_feed,
     load_feeds,
+    release,
     save_articles,
     save_feed,
 )
@@ -52,6 +53,10 @@ class Fetch:
     parsed: ParsedFeed | None = None
     failure: FetchFailed | FeedParseError | None = None
 
+    @property
+    def cancelled(self) -> bool:
+        return isinstance(self.failure, FetchFailed) and self.failure.kind == "cancelled"
+
 
 @dataclass(frozen=True)
 class PollResult:
@@ -71,9 +76,14 @@ class PollResult:
             text = f"failed: {self.reason}"
         elif self.outcome == "gone":
             text = f"gone: {self.reason or 'HTTP 410'}; no longer polled"
-        elif self.new or self.revised:
+        elif self.new or self.revised or self.seen_elsewhere:
             parts = [f"{self.new} new"] if self.new else []
             parts += [f"{self.revised} revised"] if self.revised else []
+            parts += (
+                [f"{self.seen_elsewhere} already seen in other feeds"]
+                if self.seen_elsewhere
+                else []
+            )
             text = ", ".join(parts)
         else:
             text = self.outcome
@@ -102,6 +112,9 @@ def fetch_feed(fetcher: Fetcher, feed: FeedConfig, state: FeedRow | None) -> Fet
         fetched = fetcher.fetch(url, etag, last_modified)
     except FetchFailed as failure:
         return Fetch(feed, url, failure=failure)
+    except Exception as error:  # noqa: BLE001 -- one feed's surprise must not end the round
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        return Fetch(feed, url, failure=FetchFailed("error", reason.rstrip(": ")))
     if fetched.not_modified:
         return Fetch(feed, url, fetched)
     try:
@@ -151,6 +164,14 @@ def claim_feed(
             return claim(connection, row, owner, now, now + hold, due_within)
 
 
+def release_claims(store: EventStore, feed_ids: Sequence[str], owner: str) -> None:
+    with storage_errors(store.engine), store.engine.connect() as connection:
+        connection = connection.execution_options(**WRITE)
+        with connection.begin():
+            for feed_id in feed_ids:
+                release(connection, feed_id, owner)
+
+
 def current_state(store: EventStore, feed: FeedConfig) -> FeedRow:
     with store.engine.connect() as connection:
         state = load_feed(connection, feed.id)
@@ -172,9 +193,15 @@ class Recorder:
         self._source = source
         self._rng = rng or random.Random()
 
-    def record(self, fetch: Fetch, started_at: datetime | None = None) -> PollResult:
+    def record(
+        self, fetch: Fetch, started_at: datetime | None = None, owner: str | None = None
+    ) -> PollResult:
         """Decide and record one fetch. The next poll is due an interval after `started_at`
-        (when the poll began: its claim), so a feed keeps its rhythm however long it took."""
+        (when the poll began: its claim), so a feed keeps its rhythm however long it took.
+
+        With `owner`, only while that poller still holds the feed's claim: a poll whose claim
+        expired (it took too long) is dropped, since another poller may have recorded since.
+        """
         feed = fetch.feed
         poll_id = str(uuid.uuid4())
         metadata = {
@@ -187,6 +214,8 @@ class Recorder:
             connection = session.connection
             now = self._clock()
             state = load_feed(connection, feed.id)
+            if owner is not None and (state is None or state.claimed_by != owner):
+                return PollResult(feed.id, "busy", reason="claim expired before it was recorded")
             if state is None:
                 state = FeedRow.new(feed.id, feed.url)
             elif state.configured_url != feed.url:
@@ -255,7 +284,7 @@ class Recorder:
         fetched = fetch.fetched
         publisher_minimum = None
         retry_after: timedelta | None = None
-        if fetched is not None and fetched.status == 200:
+        if fetched is not None and fetched.status == 200 and fetch.failure is None:
             # Keep the validators of every 200, changed entries or not: stale ones mean a full
             # refetch every time.
             state = replace(state, etag=fetched.etag, last_modified=fetched.last_modified)

@@ -149,17 +149,21 @@ def claim(
         .values(claimed_by=owner, claimed_until=until)
     )
     if due_within is not None:
-        statement = statement.where(c.state != GONE).where(
+        statement = statement.where(
             sa.or_(
-                c.next_due_at.is_(None),
-                c.next_due_at <= now + due_within,
+                # feeds.yaml names another URL: start again, gone or not.
                 c.configured_url != row.configured_url,
+                sa.and_(
+                    c.state != GONE,
+                    sa.or_(c.next_due_at.is_(None), c.next_due_at <= now + due_within),
+                ),
             )
         )
     return connection.execute(statement).rowcount == 1
 
 
 def release(connection: sa.Connection, feed_id: str, owner: str) -> None:
+    """Give up a claim whose poll will not be recorded (cancelled, or failed unexpectedly)."""
     connection.execute(
         sa.update(feed_state)
         .where(feed_state.c.feed_id == feed_id, feed_state.c.claimed_by == owner)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from tracker.config import Config, FeedConfig, load_config
 from tracker.database import create_engine, current_revision, describe, ensure_schema
-from tracker.errors import UsageError
+from tracker.errors import TrackerError, UsageError
 from tracker.eventstore import Clock, EventStore
 from tracker.integrity import ChainReport, verify_chain
 from tracker.records import RecordedEvent
@@ -23,7 +23,7 @@ from tracker.settings import Settings
 
 if TYPE_CHECKING:
     from tracker.fetch import Fetcher
-    from tracker.polling import PollResult
+    from tracker.polling import Fetch, PollResult, Recorder
 
 # Fetches of different feeds run at once, up to this many.
 POLL_PARALLELISM = 8
@@ -158,6 +158,7 @@ class Tracker:
             current_state,
             due_feeds,
             fetch_feed,
+            release_claims,
         )
 
         config = self.check_config()
@@ -167,47 +168,73 @@ class Tracker:
         own_fetcher = fetcher is None
         fetcher = fetcher or Fetcher()
         recorder = Recorder(self.store, self._now, source)
-        started_at = self._now()
         owner = f"{source}:{uuid.uuid4().hex[:8]}"
-        results: dict[str, PollResult] = {}
-        # A daemon polling the same database keeps its feeds; chosen feeds are polled even if
+        # A feed a daemon is polling right now is skipped; one named or --all is polled even if
         # not due, but never twice at once.
-        claimed = []
-        for feed in feeds:
-            if claim_feed(self.store, feed, owner, started_at, only_if_due=False):
-                claimed.append(feed)
-            else:
-                results[feed.id] = PollResult(feed.id, "busy")
+        only_if_due = not (feed_ids or every)
+        held: set[str] = set()  # claimed by this round and not yet recorded
+
+        def claim_and_fetch(feed: FeedConfig) -> tuple[FeedConfig, datetime, Fetch | None]:
+            # Claimed just before its fetch, so a long round cannot outlive its claims.
+            started_at = self._now()
+            if not claim_feed(self.store, feed, owner, started_at, only_if_due=only_if_due):
+                return feed, started_at, None
+            held.add(feed.id)
+            return feed, started_at, fetch_feed(fetcher, feed, current_state(self.store, feed))
+
+        results: dict[str, PollResult] = {}
         try:
-            with ThreadPoolExecutor(
-                max_workers=max(1, min(POLL_PARALLELISM, len(claimed)))
-            ) as pool:
-                pending = [
-                    pool.submit(fetch_feed, fetcher, feed, current_state(self.store, feed))
-                    for feed in claimed
-                ]
-                for done in as_completed(pending):
-                    fetched = done.result()
-                    results[fetched.feed.id] = recorder.record(fetched, started_at)
+            with ThreadPoolExecutor(max_workers=min(POLL_PARALLELISM, len(feeds))) as pool:
+                try:
+                    for done in as_completed([pool.submit(claim_and_fetch, f) for f in feeds]):
+                        feed, started_at, fetched = done.result()
+                        if fetched is None:
+                            results[feed.id] = PollResult(feed.id, "busy")
+                            continue
+                        results[feed.id] = self._record(recorder, fetched, started_at, owner)
+                        held.discard(feed.id)
+                except BaseException:
+                    fetcher.cancel()  # Ctrl-C or a bug: stop the other fetches now
+                    raise
         finally:
+            if held:
+                release_claims(self.store, sorted(held), owner)
             if own_fetcher:
                 fetcher.close()
         return [results[feed.id] for feed in feeds]
+
+    @staticmethod
+    def _record(recorder: Recorder, fetched: Fetch, started_at: datetime, owner: str) -> PollResult:
+        try:
+            return recorder.record(fetched, started_at, owner)
+        except TrackerError as error:
+            # The database refused this feed's poll: report it, carry on with the others.
+            return PollResult(fetched.feed.id, "failed", reason=f"not recorded: {error}")
 
     def poll_feed_if_due(
         self, feed: FeedConfig, owner: str, fetcher: Fetcher, source: str = "tracker daemon"
     ) -> PollResult | None:
         """Poll one feed if it is due and no other poller has it (the daemon's job).
 
-        None when it was not due or another daemon claimed it first.
+        None when it was not due, another daemon claimed it first, or the fetch was cancelled
+        because the daemon is stopping (nothing is recorded then).
         """
-        from tracker.polling import Recorder, claim_feed, current_state, fetch_feed
+        from tracker.polling import Recorder, claim_feed, current_state, fetch_feed, release_claims
 
         started_at = self._now()
         if not claim_feed(self.store, feed, owner, started_at):
             return None
-        fetched = fetch_feed(fetcher, feed, current_state(self.store, feed))
-        return Recorder(self.store, self._now, source).record(fetched, started_at)
+        recorded = False
+        try:
+            fetched = fetch_feed(fetcher, feed, current_state(self.store, feed))
+            if fetched.cancelled:
+                return None
+            result = Recorder(self.store, self._now, source).record(fetched, started_at, owner)
+            recorded = True
+            return result
+        finally:
+            if not recorded:
+                release_claims(self.store, [feed.id], owner)
 
     def _select_feeds(
         self,
