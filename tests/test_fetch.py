@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
@@ -109,6 +111,9 @@ def test_failures_say_what_kind_they_are(
 
 def test_retry_after_forms() -> None:
     now = datetime(2025, 8, 15, 12, tzinfo=UTC)
+    assert retry_after("99999999999999999999", now) is None  # not a number we believe
+    assert retry_after("999999999", now) == timedelta(days=1)
+    assert retry_after("²", now) is None
     assert retry_after("30", now) == timedelta(seconds=30)
     assert retry_after("Fri, 15 Aug 2025 12:05:00 GMT", now) == timedelta(minutes=5)
     assert retry_after("Fri, 15 Aug 2025 11:00:00 GMT", now) == timedelta(0)
@@ -148,11 +153,55 @@ def test_a_body_over_the_limit_is_refused_without_reading_it_all(feed_server: Fe
     fetcher.close()
 
 
-def test_a_gzip_bomb_stops_at_the_limit(feed_server: FeedServer) -> None:
+def test_a_gzip_bomb_stops_at_the_limit_without_inflating_in_memory(
+    feed_server: FeedServer,
+) -> None:
     fetcher = Fetcher(FetchLimits(max_bytes=1024 * 1024))
-    feed_server.routes["/bomb"] = gzipped(Reply(200, b"\0" * (50 * 1024 * 1024)))
+    feed_server.routes["/bomb"] = gzipped(Reply(200, b"\0" * (300 * 1024 * 1024)))
+    tracemalloc.start()
     with pytest.raises(FetchFailed, match="larger than"):
         fetcher.fetch(feed_server.url("/bomb"))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024
+    fetcher.close()
+
+
+def test_a_server_trickling_header_lines_cannot_outlast_the_deadline() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.2):
+                try:
+                    connection.sendall(b"X-Slow: still here\r\n")
+                except OSError:
+                    return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    fetcher = Fetcher(FetchLimits(read_timeout_s=1, deadline_s=2))
+    started = time.monotonic()
+    with pytest.raises(FetchFailed) as caught:
+        fetcher.fetch(f"http://127.0.0.1:{listener.getsockname()[1]}/feed")
+    assert caught.value.kind == "timeout"
+    assert time.monotonic() - started < 3
+    stop.set()
+    listener.close()
+    fetcher.close()
+
+
+def test_cancel_ends_fetches_in_flight_at_once(feed_server: FeedServer) -> None:
+    feed_server.routes["/slow"] = Reply(200, b"<rss/>", delay_s=5)
+    fetcher = Fetcher()
+    threading.Timer(0.3, fetcher.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(FetchFailed) as caught:
+        fetcher.fetch(feed_server.url("/slow"))
+    assert caught.value.kind == "cancelled"
+    assert time.monotonic() - started < 1.5
     fetcher.close()
 
 
