@@ -487,3 +487,31 @@ def test_a_poll_whose_claim_expired_is_not_recorded(
         fetcher.close()
         assert dropped.outcome == "busy"
         assert tracker.head_position() == 2
+
+
+def test_two_feeds_showing_one_article_differently_do_not_make_revisions(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    body = (FEEDS / "upi-top.rss").read_bytes()
+    # The section feed carries the Essequibo story with a shorter summary.
+    section = body.replace(
+        b"a region that makes up more than 60% of Guyana's territory", b"a region of Guyana"
+    )
+    feed_server.routes["/upi-top.rss"] = Reply(200, body)
+    feed_server.routes["/upi-world.rss"] = Reply(200, section)
+    configure(settings, feed_server, "/upi-top.rss", "/upi-world.rss")
+    with Tracker(settings) as tracker:
+        for _ in range(3):
+            tracker.poll(every=True)
+        assert types(tracker) == {"article.published": 2, "article.seen_in_feed": 2}
+        # A real edit, seen by both feeds, is one revision.
+        edited = b"Guyana votes amid oil boom, Maduro's threats"
+        feed_server.routes["/upi-top.rss"] = Reply(
+            200, body.replace(b"Guyana faces elections amid oil boom, Maduro's threats", edited)
+        )
+        feed_server.routes["/upi-world.rss"] = Reply(
+            200, section.replace(b"Guyana faces elections amid oil boom, Maduro's threats", edited)
+        )
+        tracker.poll(every=True)
+        tracker.poll(every=True)
+        assert types(tracker)["article.revised"] == 1

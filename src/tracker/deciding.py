@@ -42,18 +42,28 @@ MAX_BACKOFF = timedelta(hours=6)
 
 @dataclass(frozen=True)
 class KnownArticle:
-    """What the log last recorded of an article, as the poller keeps it at hand."""
+    """What the log last recorded of an article, as the poller keeps it at hand.
+
+    `latest` is the fingerprint of the article as last recorded; `per_feed` how each feed
+    showed it last. Two feeds of one outlet may show one article differently (a section feed
+    with a shorter summary): only a change in what one feed shows is a candidate revision,
+    never the difference between two feeds.
+    """
 
     article_id: str
     version: int
-    fingerprint: Mapping[str, str]
-    feeds: tuple[str, ...]
+    latest: Mapping[str, str]
+    per_feed: Mapping[str, Mapping[str, str]]
+
+    @property
+    def feeds(self) -> tuple[str, ...]:
+        return tuple(self.per_feed)
 
 
 @dataclass(frozen=True)
 class ArticleChange:
     article_id: str
-    kind: str  # "new", "revised" or "seen" (known, in another feed)
+    kind: str  # "new", "revised", "seen" (known, in another feed) or "unchanged"
     expected_version: int
     events: tuple[Any, ...]
     known: KnownArticle  # the state after these events
@@ -124,17 +134,25 @@ def decide_entry(
             categories=entry.categories,
             media=entry.media,
         )
-        return ArticleChange(
-            article_id, "new", 0, (event,), KnownArticle(article_id, 1, prints, (feed_id,))
-        )
+        known_now = KnownArticle(article_id, 1, prints, {feed_id: prints})
+        return ArticleChange(article_id, "new", 0, (event,), known_now)
+    before = known.per_feed.get(feed_id)
+    if before == prints:
+        return None
     events: list[Any] = []
-    feeds = known.feeds
-    if feed_id not in feeds:
+    changed: tuple[str, ...] = ()
+    if before is None:
+        # First sighting in this feed: one article, another sighting; its presentation here
+        # is this feed's baseline, not an edit.
         events.append(ArticleSeenInFeed(article_id, feed_id))
-        feeds = (*feeds, feed_id)
-    changed = tuple(
-        name for name in REVISABLE_FIELDS if known.fingerprint.get(name) != prints[name]
-    )
+    else:
+        # The fields this feed now shows differently are edits, unless another feed already
+        # brought the same change (or always showed them so).
+        changed = tuple(
+            name
+            for name in REVISABLE_FIELDS
+            if before.get(name) != prints[name] and known.latest.get(name) != prints[name]
+        )
     if changed:
         events.append(
             ArticleRevised(
@@ -151,15 +169,14 @@ def decide_entry(
                 updated=_iso(entry.updated),
             )
         )
-    if not events:
-        return None
-    return ArticleChange(
+    known_now = KnownArticle(
         article_id,
-        "revised" if changed else "seen",
-        known.version,
-        tuple(events),
-        KnownArticle(article_id, known.version + len(events), prints, feeds),
+        known.version + len(events),
+        {**known.latest, **{name: prints[name] for name in changed}},
+        {**known.per_feed, feed_id: prints},
     )
+    kind = "revised" if changed else "seen" if events else "unchanged"
+    return ArticleChange(article_id, kind, known.version, tuple(events), known_now)
 
 
 def decide_entries(
@@ -168,7 +185,8 @@ def decide_entries(
     known: Mapping[str, KnownArticle],
     now: datetime,
 ) -> list[ArticleChange]:
-    """Every change one poll of a feed calls for; an id twice in one feed counts once."""
+    """Every change one poll of a feed calls for (including state-only ones, without events);
+    an id twice in one feed counts once."""
     changes, seen = [], set()
     for entry in entries:
         if not (entry.guid or entry.link or entry.title.strip() or entry.summary.strip()):

@@ -230,11 +230,12 @@ class Recorder:
                 session.append(f"feed-{feed.id}", [encode(event, metadata)])
             new = revised = seen = 0
             for change in changes:
-                session.append(
-                    change.article_id,
-                    [encode(event, metadata) for event in change.events],
-                    change.expected_version,
-                )
+                if change.events:
+                    session.append(
+                        change.article_id,
+                        [encode(event, metadata) for event in change.events],
+                        change.expected_version,
+                    )
                 new += change.kind == "new"
                 revised += change.kind == "revised"
                 seen += change.kind == "seen"

@@ -103,11 +103,9 @@ def known_articles(
         chunk = ids[start : start + _LOOKUP_CHUNK]
         query = sa.select(article_state).where(article_state.c.article_id.in_(chunk))
         for row in connection.execute(query):
+            fingerprint = json.loads(row.fingerprint)
             found[row.article_id] = KnownArticle(
-                row.article_id,
-                row.version,
-                json.loads(row.fingerprint),
-                tuple(json.loads(row.feeds)),
+                row.article_id, row.version, fingerprint["latest"], fingerprint["per_feed"]
             )
     return found
 
@@ -117,7 +115,13 @@ def save_articles(connection: sa.Connection, articles: Iterable[KnownArticle]) -
         {
             "article_id": article.article_id,
             "version": article.version,
-            "fingerprint": json.dumps(dict(article.fingerprint), sort_keys=True),
+            "fingerprint": json.dumps(
+                {
+                    "latest": dict(article.latest),
+                    "per_feed": {feed: dict(p) for feed, p in article.per_feed.items()},
+                },
+                sort_keys=True,
+            ),
             "feeds": json.dumps(list(article.feeds)),
         }
         for article in articles

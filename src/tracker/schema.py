@@ -73,7 +73,8 @@ article_state = sa.Table(
     metadata,
     sa.Column("article_id", sa.String(200), primary_key=True),  # the article's stream id
     sa.Column("version", sa.Integer(), nullable=False),  # its stream version
-    # JSON: a digest of each revisable field as last recorded, to tell a real edit from noise.
+    # JSON {"latest": ..., "per_feed": {feed: ...}}: a digest of each revisable field as last
+    # recorded, and as each feed last showed it, to tell a real edit from noise.
     sa.Column("fingerprint", sa.Text(), nullable=False),
     sa.Column("feeds", sa.Text(), nullable=False),  # JSON list of the feed ids it was seen in
 )
