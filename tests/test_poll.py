@@ -515,3 +515,60 @@ def test_two_feeds_showing_one_article_differently_do_not_make_revisions(
         tracker.poll(every=True)
         tracker.poll(every=True)
         assert types(tracker)["article.revised"] == 1
+
+
+def test_the_publishers_minimum_holds_after_a_304_too(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    # <ttl>30</ttl> in the body; the 304s that follow carry no body to repeat it.
+    feed_server.routes["/upi-top.rss"] = conditional(
+        (FEEDS / "upi-top.rss").read_bytes(), etag='"t"'
+    )
+    configure(settings, feed_server, "/upi-top.rss", interval="1m")
+    now = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    clock = [now]
+    with Tracker(settings, clock=lambda: clock[0]) as tracker:
+        tracker.poll()
+        clock[0] = now + timedelta(minutes=31)
+        assert tracker.poll()[0].outcome == "not modified"
+        clock[0] = now + timedelta(minutes=33)
+        assert tracker.poll() == []
+        clock[0] = now + timedelta(minutes=62)
+        assert len(tracker.poll()) == 1
+
+
+def test_a_gone_feed_given_a_new_url_in_feeds_yaml_is_polled_again_and_recovers(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/old.rss"] = Reply(410)
+    feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
+    settings.config_path.write_text(
+        f"feeds:\n  - {{id: upi, url: '{feed_server.url('/old.rss')}'}}\n"
+    )
+    with Tracker(settings) as tracker:
+        assert tracker.poll()[0].outcome == "gone"
+        assert tracker.poll(every=True) == []
+        settings.config_path.write_text(
+            f"feeds:\n  - {{id: upi, url: '{feed_server.url('/upi-top.rss')}'}}\n"
+        )
+        assert tracker.poll()[0].new == 2
+        health = [decode(e) for e in tracker.events(stream_id="feed-upi")]
+    assert [type(e).__name__ for e in health] == ["FeedGone", "FeedRecovered"]
+    assert health[1].url == feed_server.url("/upi-top.rss")
+
+
+def test_throttling_is_recorded_once_and_recovers(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/upi-top.rss"] = Reply(429, headers={"Retry-After": "60"})
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        assert tracker.poll()[0].line() == "upi-top: failed: HTTP 429, retry after 60s"
+        tracker.poll(every=True)
+        feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
+        assert tracker.poll(every=True)[0].new == 2
+        health = [decode(e) for e in tracker.events(stream_id="feed-upi-top")]
+    assert [(type(e).__name__, getattr(e, "status", None)) for e in health] == [
+        ("FeedFailing", 429),
+        ("FeedRecovered", None),
+    ]

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text()),
         sa.Column("article_count", sa.Integer(), nullable=False),
+        sa.Column("min_interval_s", sa.Integer()),
         sa.Column("claimed_by", sa.String(100)),
         sa.Column("claimed_until", sa.DateTime(timezone=True)),
         sa.PrimaryKeyConstraint("feed_id", name="pk_feed_state"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from tracker.entries import ParsedEntry
 from tracker.events.articles import (
     REVISABLE_FIELDS,
     ArticleFields,
@@ -31,7 +32,6 @@ from tracker.events.feeds import (
     FeedRecovered,
 )
 from tracker.identity import article_key, article_stream, canonical_link
-from tracker.parse import ParsedEntry
 from tracker.text import html_to_text
 
 MAX_BACKOFF = timedelta(hours=6)
@@ -238,7 +238,7 @@ def decide_health(feed_id: str, before: FeedStatus, outcome: PollOutcome) -> Hea
         events.append(FeedMoved(feed_id, url, outcome.moved_to, outcome.moved_by or 301))
         url = outcome.moved_to
     if outcome.ok:
-        if before.state in (FAILING, BLOCKED):
+        if before.state in (FAILING, BLOCKED, GONE):
             events.append(FeedRecovered(feed_id, url, before.failures))
         return HealthChange(tuple(events), FeedStatus(url, HEALTHY, 0, None))
     reason = outcome.reason or "failed"

@@ -11,13 +11,13 @@ import calendar
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import feedparser
 from feedparser.encodings import convert_to_utf8
 
+from tracker.entries import ParsedEntry, ParsedFeed
 from tracker.errors import TrackerError
 
 # Entity declarations have no business in a feed, and feedparser 6 expands them: a 160 KB
@@ -30,28 +30,6 @@ _ENTITY_DECLARATION = re.compile(rb"<!\s*ENTITY", re.IGNORECASE)
 
 class FeedParseError(TrackerError):
     """The body is not a feed we can read, or is one we refuse to read."""
-
-
-@dataclass(frozen=True)
-class ParsedEntry:
-    guid: str | None
-    link: str | None
-    title: str  # sanitised HTML, as feedparser gives it
-    summary: str
-    content: str
-    published: datetime | None
-    updated: datetime | None
-    authors: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    media: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ParsedFeed:
-    title: str
-    entries: tuple[ParsedEntry, ...]
-    ttl: timedelta | None = None  # RSS <ttl>: the publisher asks us not to poll more often
-    warning: str | None = None  # feedparser's complaint about markup it could still read
 
 
 def parse_feed(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:

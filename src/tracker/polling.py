@@ -21,11 +21,12 @@ from tracker.deciding import (
     decide_health,
     next_due,
 )
+from tracker.entries import ParsedFeed
 from tracker.events import encode
 from tracker.events.feeds import GONE
 from tracker.eventstore import EventStore
 from tracker.fetch import Fetched, Fetcher, FetchFailed
-from tracker.parse import FeedParseError, ParsedFeed, parse_feed
+from tracker.parse import FeedParseError, parse_feed
 from tracker.pollstate import (
     FeedRow,
     claim,
@@ -173,13 +174,12 @@ def release_claims(store: EventStore, feed_ids: Sequence[str], owner: str) -> No
 
 
 def current_state(store: EventStore, feed: FeedConfig) -> FeedRow:
-    with store.engine.connect() as connection:
-        state = load_feed(connection, feed.id)
-    if state is None:
-        return FeedRow.new(feed.id, feed.url)
-    if state.configured_url != feed.url:
-        return state.reconfigured(feed.url)
-    return state
+    with storage_errors(store.engine), store.engine.connect() as connection:
+        return _state_for(feed, load_feed(connection, feed.id))
+
+
+def _state_for(feed: FeedConfig, state: FeedRow | None) -> FeedRow:
+    return FeedRow.new(feed.id, feed.url) if state is None else state.for_config(feed.url)
 
 
 class Recorder:
@@ -216,10 +216,7 @@ class Recorder:
             state = load_feed(connection, feed.id)
             if owner is not None and (state is None or state.claimed_by != owner):
                 return PollResult(feed.id, "busy", reason="claim expired before it was recorded")
-            if state is None:
-                state = FeedRow.new(feed.id, feed.url)
-            elif state.configured_url != feed.url:
-                state = state.reconfigured(feed.url)
+            state = _state_for(feed, state)
             outcome, changes = self._outcome(fetch, connection, now)
             health = decide_health(
                 feed.id,
@@ -283,7 +280,6 @@ class Recorder:
         new_articles: int,
     ) -> FeedRow:
         fetched = fetch.fetched
-        publisher_minimum = None
         retry_after: timedelta | None = None
         if fetched is not None and fetched.status == 200 and fetch.failure is None:
             # Keep the validators of every 200, changed entries or not: stale ones mean a full
@@ -292,7 +288,15 @@ class Recorder:
             minimums = [
                 m for m in (fetched.max_age, fetch.parsed.ttl if fetch.parsed else None) if m
             ]
-            publisher_minimum = max(minimums) if minimums else None
+            state = replace(
+                state,
+                min_interval_s=int(max(minimums).total_seconds()) if minimums else None,
+            )
+        elif fetched is not None and fetched.not_modified and fetched.max_age:
+            state = replace(state, min_interval_s=int(fetched.max_age.total_seconds()))
+        publisher_minimum = (
+            timedelta(seconds=state.min_interval_s) if state.min_interval_s else None
+        )
         if isinstance(fetch.failure, FetchFailed):
             retry_after = fetch.failure.retry_after
         due = (

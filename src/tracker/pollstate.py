@@ -37,6 +37,9 @@ class FeedRow:
     failures: int = 0
     last_error: str | None = None
     article_count: int = 0
+    # The publisher's own lower bound on the interval (<ttl>, Cache-Control max-age), kept
+    # across 304s, which carry no body and often no Cache-Control.
+    min_interval_s: int | None = None
     claimed_by: str | None = None
     claimed_until: datetime | None = None
 
@@ -44,18 +47,21 @@ class FeedRow:
     def new(cls, feed_id: str, url: str) -> FeedRow:
         return cls(feed_id, url, url)
 
-    def reconfigured(self, url: str) -> FeedRow:
-        """feeds.yaml now names another URL: start over from it (validators belong to the old)."""
+    def for_config(self, url: str) -> FeedRow:
+        """This state, for a feed that feeds.yaml now gives `url`. Another URL than before
+        means starting over from it: validators and backoff belonged to the old one. The health
+        state stays, so the history shows the feed recovering (or not) at its new address."""
+        if url == self.configured_url:
+            return self
         return replace(
             self,
             url=url,
             configured_url=url,
-            state=HEALTHY,
             etag=None,
             last_modified=None,
             failures=0,
-            last_error=None,
             next_due_at=None,
+            min_interval_s=None,
         )
 
 

@@ -63,6 +63,7 @@ feed_state = sa.Table(
     sa.Column("failures", sa.Integer(), nullable=False),
     sa.Column("last_error", sa.Text()),
     sa.Column("article_count", sa.Integer(), nullable=False),
+    sa.Column("min_interval_s", sa.Integer()),
     # Who is polling it now, until when: several daemons share the work through this claim.
     sa.Column("claimed_by", sa.String(100)),
     sa.Column("claimed_until", sa.DateTime(timezone=True)),
