@@ -572,3 +572,19 @@ def test_throttling_is_recorded_once_and_recovers(
         ("FeedFailing", 429),
         ("FeedRecovered", None),
     ]
+
+
+def test_losing_the_bookkeeping_costs_nothing_but_a_read(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/thehill-news.rss"] = feed("thehill-news.rss")
+    configure(settings, feed_server, "/thehill-news.rss")
+    with Tracker(settings) as tracker:
+        tracker.poll()
+        with tracker.store.engine.begin() as connection:
+            connection.exec_driver_sql("DELETE FROM article_state")
+            connection.exec_driver_sql("DELETE FROM feed_state")
+        assert tracker.poll()[0].outcome == "unchanged"
+        feed_server.routes["/thehill-news.rss"] = Reply(200, edited_hill())
+        assert tracker.poll(every=True)[0].line() == "thehill-news: 1 revised"
+        assert types(tracker) == {"article.published": 2, "article.revised": 1}

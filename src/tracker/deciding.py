@@ -102,6 +102,33 @@ def fingerprint(fields: ArticleFields) -> dict[str, str]:
     }
 
 
+def known_from_history(
+    article_id: str, version: int, history: Iterable[tuple[str, Mapping[str, Any]]]
+) -> KnownArticle:
+    """What the poller knows of an article, rebuilt from its stream's (type, payload) pairs,
+    for when the bookkeeping table lost it."""
+    latest: dict[str, str] = {}
+    per_feed: dict[str, Mapping[str, str]] = {}
+    for event_type, payload in history:
+        if event_type in (ArticlePublished.TYPE, ArticleRevised.TYPE):
+            prints = fingerprint(
+                ArticleFields(
+                    title=payload.get("title", ""),
+                    title_text=payload.get("title_text", ""),
+                    link=payload.get("link"),
+                    summary=payload.get("summary", ""),
+                    summary_text=payload.get("summary_text", ""),
+                    content=payload.get("content", ""),
+                    content_text=payload.get("content_text", ""),
+                )
+            )
+            latest = prints
+            per_feed[payload["feed_id"]] = prints
+        elif event_type == ArticleSeenInFeed.TYPE:
+            per_feed[payload["feed_id"]] = latest
+    return KnownArticle(article_id, version, latest, per_feed)
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 

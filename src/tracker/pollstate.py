@@ -15,10 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tracker.deciding import KnownArticle
+from tracker.deciding import KnownArticle, known_from_history
 from tracker.encoding import stored_time
 from tracker.events.feeds import GONE, HEALTHY
-from tracker.schema import article_state, feed_state
+from tracker.schema import article_state, events, feed_state
 
 _LOOKUP_CHUNK = 500
 
@@ -113,7 +113,34 @@ def known_articles(
             found[row.article_id] = KnownArticle(
                 row.article_id, row.version, fingerprint["latest"], fingerprint["per_feed"]
             )
+    missing = [article_id for article_id in ids if article_id not in found]
+    found.update(_from_the_log(connection, missing))
     return found
+
+
+def _from_the_log(connection: sa.Connection, article_ids: list[str]) -> dict[str, KnownArticle]:
+    """Articles the log has but the bookkeeping table lost (restored from a backup, say):
+    rebuilt from their streams, so the loss costs a read, never a duplicate or a wedged feed."""
+    histories: dict[str, list[tuple[str, Any]]] = {}
+    versions: dict[str, int] = {}
+    for start in range(0, len(article_ids), _LOOKUP_CHUNK):
+        chunk = article_ids[start : start + _LOOKUP_CHUNK]
+        query = (
+            sa.select(
+                events.c.stream_id, events.c.stream_version, events.c.event_type, events.c.payload
+            )
+            .where(events.c.stream_id.in_(chunk))
+            .order_by(events.c.position)
+        )
+        for row in connection.execute(query):
+            histories.setdefault(row.stream_id, []).append(
+                (row.event_type, json.loads(row.payload))
+            )
+            versions[row.stream_id] = row.stream_version
+    return {
+        article_id: known_from_history(article_id, versions[article_id], history)
+        for article_id, history in histories.items()
+    }
 
 
 def save_articles(connection: sa.Connection, articles: Iterable[KnownArticle]) -> None:

@@ -45,8 +45,8 @@ events = sa.Table(
     sa.Index(None, "recorded_at"),
 )
 
-# -- Operational state of the poller: bookkeeping, not history. Losing it costs a refetch, never
-# an event: everything that happened is in `events`.
+# -- Operational state of the poller: bookkeeping, not history. Losing it costs refetches and
+# rebuilding from the log, never an event: everything that happened is in `events`.
 
 feed_state = sa.Table(
     "feed_state",
