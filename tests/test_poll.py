@@ -588,3 +588,17 @@ def test_losing_the_bookkeeping_costs_nothing_but_a_read(
         feed_server.routes["/thehill-news.rss"] = Reply(200, edited_hill())
         assert tracker.poll(every=True)[0].line() == "thehill-news: 1 revised"
         assert types(tracker) == {"article.published": 2, "article.revised": 1}
+
+
+def test_an_undeclared_charset_is_still_read(settings: Settings, feed_server: FeedServer) -> None:
+    body = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Herald</title>'
+        "<item><title>Café owners fear TPS end; cafecito now €2</title><guid>h-1</guid></item>"
+        "</channel></rss>"
+    ).encode("cp1252")
+    feed_server.routes["/herald.rss"] = Reply(200, body, {"Content-Type": "application/rss+xml"})
+    configure(settings, feed_server, "/herald.rss")
+    with Tracker(settings) as tracker:
+        assert tracker.poll()[0].new == 1
+        (published,) = [decode(e) for e in tracker.events()]
+    assert published.title_text == "Café owners fear TPS end; cafecito now €2"
