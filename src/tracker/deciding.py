@@ -6,10 +6,11 @@ failing, recover, move, or go? Nothing here touches the network or the database.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -111,17 +112,8 @@ def known_from_history(
     per_feed: dict[str, Mapping[str, str]] = {}
     for event_type, payload in history:
         if event_type in (ArticlePublished.TYPE, ArticleRevised.TYPE):
-            prints = fingerprint(
-                ArticleFields(
-                    title=payload.get("title", ""),
-                    title_text=payload.get("title_text", ""),
-                    link=payload.get("link"),
-                    summary=payload.get("summary", ""),
-                    summary_text=payload.get("summary_text", ""),
-                    content=payload.get("content", ""),
-                    content_text=payload.get("content_text", ""),
-                )
-            )
+            names = [f.name for f in dataclasses.fields(ArticleFields)]
+            prints = fingerprint(ArticleFields(**{name: payload.get(name) or "" for name in names}))
             latest = prints
             per_feed[payload["feed_id"]] = prints
         elif event_type == ArticleSeenInFeed.TYPE:
@@ -147,13 +139,7 @@ def decide_entry(
             feed_id=feed_id,
             identity=how,
             guid=entry.guid,
-            link=entry.link,
-            title=fields.title,
-            title_text=fields.title_text,
-            summary=fields.summary,
-            summary_text=fields.summary_text,
-            content=fields.content,
-            content_text=fields.content_text,
+            **asdict(fields),
             published=(published or now).isoformat(),
             published_is_first_seen=published is None,
             updated=_iso(entry.updated),
@@ -186,13 +172,7 @@ def decide_entry(
                 article_id=article_id,
                 feed_id=feed_id,
                 changed=changed,
-                link=fields.link,
-                title=fields.title,
-                title_text=fields.title_text,
-                summary=fields.summary,
-                summary_text=fields.summary_text,
-                content=fields.content,
-                content_text=fields.content_text,
+                **asdict(fields),
                 updated=_iso(entry.updated),
             )
         )
