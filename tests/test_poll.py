@@ -602,3 +602,41 @@ def test_an_undeclared_charset_is_still_read(settings: Settings, feed_server: Fe
         assert tracker.poll()[0].new == 1
         (published,) = [decode(e) for e in tracker.events()]
     assert published.title_text == "Café owners fear TPS end; cafecito now €2"
+
+
+def test_ctrl_c_stops_a_poll_at_once_records_nothing_and_releases_its_claims(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import clean_env
+
+    feed_server.routes["/slow.rss"] = Reply(200, (FEEDS / "upi-top.rss").read_bytes(), delay_s=20)
+    configure(settings, feed_server, "/slow.rss")
+    env = {
+        **clean_env(),
+        "TRACKER_DATABASE_URL": settings.database_url,
+        "TRACKER_CONFIG": str(settings.config_path),
+    }
+    poll = subprocess.Popen(
+        [sys.executable, "-m", "tracker", "poll"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not feed_server.requests_to("/slow.rss") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    poll.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = poll.communicate(timeout=30)
+    assert poll.returncode == 130 and err.strip() == "aborted"
+    assert time.monotonic() - started < 5
+    feed_server.routes["/slow.rss"] = feed("upi-top.rss")
+    with Tracker(settings) as tracker:
+        assert tracker.head_position() == 0
+        assert [r.outcome for r in tracker.poll()] == ["new"]  # not held as busy
