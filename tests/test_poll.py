@@ -640,3 +640,26 @@ def test_ctrl_c_stops_a_poll_at_once_records_nothing_and_releases_its_claims(
     with Tracker(settings) as tracker:
         assert tracker.head_position() == 0
         assert [r.outcome for r in tracker.poll()] == ["new"]  # not held as busy
+
+
+def test_storyline_rules_are_recorded_when_new_changed_or_removed(settings: Settings) -> None:
+    from tracker.events.storylines import StorylineDefined, StorylineRemoved
+
+    def write(storylines: str) -> None:
+        settings.config_path.write_text("feeds: []\nstorylines:\n" + storylines)
+
+    essequibo = "  - {id: essequibo, title: Essequibo, match: {any: [Essequibo]}}\n"
+    sky = "  - {id: sky-group, title: Sky Group, match: {any: [Sky Group]}}\n"
+    with Tracker(settings) as tracker:
+        write(essequibo + sky)
+        assert tracker.record_storylines(tracker.check_config()) == ["essequibo", "sky-group"]
+        assert tracker.record_storylines(tracker.check_config()) == []
+        tracker.poll()  # a poll round records the rules in force too: nothing new here
+        write(essequibo.replace("[Essequibo]", "[Essequibo, Esequibo]"))
+        assert tracker.record_storylines(tracker.check_config()) == ["essequibo", "sky-group"]
+        history = [decode(e) for e in tracker.events()]
+    assert history[2] == StorylineDefined(
+        "essequibo", "Essequibo", (), ("Essequibo", "Esequibo"), ()
+    )
+    assert history[3] == StorylineRemoved("sky-group")
+    assert len(history) == 4

@@ -98,3 +98,16 @@ def test_head_position(engine: sa.Engine) -> None:
     assert store.head_position() == 0
     history(engine, 2, 2)
     assert store.head_position() == 4
+
+
+def test_stream_ids_by_prefix_and_last_event(engine: sa.Engine) -> None:
+    store = history(engine, streams=3, per_stream=2)
+    store.append("storyline-essequibo", [NewEvent("storyline.defined", {"v": 1})], 0)
+    store.append("storyline-sky-group", [NewEvent("storyline.defined", {"v": 1})], 0)
+    store.append("storyline-essequibo", [NewEvent("storyline.defined", {"v": 2})], 1)
+    store.append("storylines", [NewEvent("other", {})], 0)
+    assert store.stream_ids("storyline-") == ["storyline-essequibo", "storyline-sky-group"]
+    assert store.stream_ids("article-") == ["article-0", "article-1", "article-2"]
+    last = store.last_event("storyline-essequibo")
+    assert last is not None and last.payload == {"v": 2} and last.stream_version == 2
+    assert store.last_event("nothing") is None

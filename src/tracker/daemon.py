@@ -117,6 +117,7 @@ class Daemon:
         """Run until SIGTERM or SIGINT; returns the exit code."""
         config = self.tracker.check_config()
         self.tracker.store  # noqa: B018 -- migrate and connect before scheduling anything
+        self.tracker.record_storylines(config, "tracker daemon")
         previous = {
             signum: signal.signal(signum, self._on_signal)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -160,7 +161,13 @@ class Daemon:
             log.exception("feeds.yaml not reloaded: the daemon keeps polling what it had")
             return
         self._schedule(config)
-        log.info("reloaded %s: %d feeds", config.path, len(self._feeds))
+        changed = self.tracker.record_storylines(config, "tracker daemon")
+        log.info(
+            "reloaded %s: %d feeds%s",
+            config.path,
+            len(self._feeds),
+            f"; storyline rules recorded for {', '.join(changed)}" if changed else "",
+        )
 
     def _shut_down(self) -> int:
         log.info("stopping: %d poll(s) in flight", self._in_flight)

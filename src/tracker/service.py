@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from tracker.config import Config, FeedConfig, load_config
 from tracker.database import create_engine, current_revision, describe, ensure_schema
-from tracker.errors import TrackerError, UsageError
+from tracker.errors import ConcurrencyError, TrackerError, UsageError
 from tracker.eventstore import Clock, EventStore
 from tracker.integrity import ChainReport, verify_chain
 from tracker.records import RecordedEvent
@@ -136,6 +136,43 @@ class Tracker:
             limit=limit,
         )
 
+    # -- storylines ----------------------------------------------------------------------------
+
+    def record_storylines(self, config: Config, source: str = "config") -> list[str]:
+        """Record each storyline definition of `config` that is new or changed since the log
+        last said, and each one removed; returns the ids recorded. Safe to run from several
+        processes at once: a definition another process just recorded is not recorded again."""
+        from tracker.events import decode, encode
+        from tracker.events.storylines import StorylineDefined, StorylineRemoved
+
+        wanted: dict[str, object] = {
+            story.id: StorylineDefined(
+                story.id, story.title, story.match.all, story.match.any, story.match.none
+            )
+            for story in config.storylines
+        }
+        current: dict[str, tuple[int, object]] = {}
+        for stream in self.store.stream_ids("storyline-"):
+            newest = self.store.last_event(stream)
+            if newest is not None:
+                current[stream] = (newest.stream_version, decode(newest))
+        recorded = []
+        metadata = {"source": source, "config": str(config.path)}
+        changes = {f"storyline-{sid}": definition for sid, definition in wanted.items()}
+        for stream, (_, previous) in current.items():
+            if stream not in changes and isinstance(previous, StorylineDefined):
+                changes[stream] = StorylineRemoved(previous.storyline_id)
+        for stream, change in changes.items():
+            version, previous = current.get(stream, (0, None))
+            if previous == change:
+                continue
+            try:
+                self.store.append(stream, [encode(change, metadata)], version)
+            except ConcurrencyError:
+                continue  # another process recorded the change first
+            recorded.append(stream.removeprefix("storyline-"))
+        return sorted(recorded)
+
     # -- polling -------------------------------------------------------------------------------
 
     def poll(
@@ -162,6 +199,7 @@ class Tracker:
         )
 
         config = self.check_config()
+        self.record_storylines(config, source)
         feeds = self._select_feeds(config, feed_ids, every, due_feeds)
         if not feeds:
             return []
