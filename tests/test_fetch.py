@@ -188,8 +188,21 @@ def test_a_server_trickling_header_lines_cannot_outlast_the_deadline() -> None:
         fetcher.fetch(f"http://127.0.0.1:{listener.getsockname()[1]}/feed")
     assert caught.value.kind == "timeout"
     assert time.monotonic() - started < 3
+    # The worker thread and its connection end too, not whenever the server stops.
+    time.sleep(0.5)
+    assert not [t for t in threading.enumerate() if t.name.startswith("fetch http")]
     stop.set()
     listener.close()
+    fetcher.close()
+
+
+def test_a_body_trickled_a_byte_at_a_time_ends_at_the_deadline(feed_server: FeedServer) -> None:
+    feed_server.routes["/drip"] = Reply(200, b"x" * 400, chunks=400, drip_s=0.05)
+    fetcher = Fetcher(FetchLimits(read_timeout_s=1, deadline_s=1))
+    with pytest.raises(FetchFailed):
+        fetcher.fetch(feed_server.url("/drip"))
+    time.sleep(0.5)
+    assert not [t for t in threading.enumerate() if t.name.startswith("fetch http")]
     fetcher.close()
 
 

@@ -663,3 +663,67 @@ def test_storyline_rules_are_recorded_when_new_changed_or_removed(settings: Sett
     )
     assert history[3] == StorylineRemoved("sky-group")
     assert len(history) == 4
+
+
+def two_feed_bodies() -> tuple[bytes, bytes]:
+    body = (FEEDS / "upi-top.rss").read_bytes()
+    return body, body.replace(
+        b"a region that makes up more than 60% of Guyana's territory", b"a region of Guyana"
+    )
+
+
+def test_rebuilt_bookkeeping_makes_no_revision_from_two_feeds_differences(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    top, section = two_feed_bodies()
+    feed_server.routes["/upi-top.rss"] = Reply(200, top)
+    feed_server.routes["/upi-world.rss"] = Reply(200, section)
+    configure(settings, feed_server, "/upi-top.rss", "/upi-world.rss")
+    with Tracker(settings) as tracker:
+        tracker.poll(every=True)
+        with tracker.store.engine.begin() as connection:
+            connection.exec_driver_sql("DELETE FROM article_state")
+        for _ in range(2):
+            tracker.poll(every=True)
+        assert "article.revised" not in types(tracker)
+
+
+def test_an_edited_headline_first_seen_in_a_second_feed_is_a_revision(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    top, section = two_feed_bodies()
+    old = b"Guyana faces elections amid oil boom, Maduro's threats"
+    feed_server.routes["/upi-top.rss"] = Reply(200, top)
+    feed_server.routes["/upi-world.rss"] = Reply(
+        200, b"<rss version='2.0'><channel><title>w</title></channel></rss>"
+    )
+    configure(settings, feed_server, "/upi-top.rss", "/upi-world.rss")
+    with Tracker(settings) as tracker:
+        tracker.poll(every=True)
+        # The story leaves the top feed; the section feed picks it up with a new headline.
+        feed_server.routes["/upi-world.rss"] = Reply(
+            200, section.replace(old, b"Guyana votes as Maduro threatens")
+        )
+        tracker.poll(["upi-world"])
+        tracker.poll(["upi-world"])
+        (revision,) = [decode(e) for e in tracker.events(event_type="article.revised")]
+    assert revision.changed == ("title",) and revision.feed_id == "upi-world"
+
+
+@pytest.mark.postgres
+def test_a_poll_the_database_refuses_is_reported_and_its_claim_released(
+    postgres_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
+    from tracker.eventstore import EventStore
+
+    settings = Settings(postgres_url, tmp_path / "feeds.yaml")
+    feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker.open(settings) as tracker:
+        tracker._store = EventStore(tracker.engine, lock_timeout_s=0.5)
+        with tracker.engine.connect() as blocker:
+            blocker.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+            (result,) = tracker.poll()
+            blocker.rollback()
+        assert result.outcome == "failed" and "not recorded" in (result.reason or "")
+        assert [r.outcome for r in tracker.poll()] == ["new"]  # not held as busy

@@ -117,7 +117,8 @@ def known_from_history(
             latest = prints
             per_feed[payload["feed_id"]] = prints
         elif event_type == ArticleSeenInFeed.TYPE:
-            per_feed[payload["feed_id"]] = latest
+            # How that feed showed it is not in the log: its next poll sets the baseline.
+            per_feed[payload["feed_id"]] = {}
     return KnownArticle(article_id, version, latest, per_feed)
 
 
@@ -154,10 +155,15 @@ def decide_entry(
         return None
     events: list[Any] = []
     changed: tuple[str, ...] = ()
-    if before is None:
-        # First sighting in this feed: one article, another sighting; its presentation here
-        # is this feed's baseline, not an edit.
-        events.append(ArticleSeenInFeed(article_id, feed_id))
+    if not before:
+        if before is None:
+            events.append(ArticleSeenInFeed(article_id, feed_id))
+        # First sighting in this feed: how it shows summary and content is its baseline, not
+        # an edit; but a headline or link other than the log's is news (the article may have
+        # left the other feed before its edit).
+        changed = tuple(
+            name for name in ("title", "link") if known.latest.get(name) != prints[name]
+        )
     else:
         # The fields this feed now shows differently are edits, unless another feed already
         # brought the same change (or always showed them so).

@@ -8,7 +8,9 @@ and follows redirects itself so that a permanent one can move the feed (RFC 9110
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import threading
 import time
 import zlib
@@ -137,11 +139,18 @@ class Fetcher:
                 self.limits.read_timeout_s, connect=self.limits.connect_timeout_s
             ),
             follow_redirects=False,
+            # A new connection per fetch: feeds are polled minutes apart, and a connection of
+            # its own is what lets a fetch past its deadline be cut (see fetch).
+            limits=httpx.Limits(max_keepalive_connections=0),
             transport=transport,
         )
 
     def close(self) -> None:
         self._client.close()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
 
     def cancel(self) -> None:
         """Make every fetch in flight, and every later one, fail at once as "cancelled"."""
@@ -156,10 +165,11 @@ class Fetcher:
         deadline = time.monotonic() + self.limits.deadline_s
         outcome: dict[str, Any] = {}
         done = threading.Event()
+        sockets: list[socket.socket] = []  # the fetch's connections, to cut when it must end
 
         def work() -> None:
             try:
-                outcome["fetched"] = self._fetch(url, etag, last_modified, deadline)
+                outcome["fetched"] = self._fetch(url, etag, last_modified, deadline, sockets)
             except BaseException as error:  # handed to the waiting thread below
                 outcome["error"] = error
             finally:
@@ -167,10 +177,14 @@ class Fetcher:
 
         threading.Thread(target=work, name=f"fetch {url}", daemon=True).start()
         while not done.wait(0.05):
-            if self._cancelled.is_set():
-                raise FetchFailed("cancelled", "cancelled: tracker is stopping")
-            if time.monotonic() > deadline:
-                # The thread is left to notice the deadline at its next read and end itself.
+            if self._cancelled.is_set() or time.monotonic() > deadline:
+                # Shutting the socket down makes the worker's blocked read fail at once, so
+                # the thread and its connection end now rather than whenever the server stops.
+                for sock in sockets:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                if self._cancelled.is_set():
+                    raise FetchFailed("cancelled", "cancelled: tracker is stopping")
                 raise FetchFailed("timeout", f"not done within {self.limits.deadline_s:g}s")
         if "error" in outcome:
             raise outcome["error"]
@@ -178,7 +192,12 @@ class Fetcher:
         return fetched
 
     def _fetch(
-        self, url: str, etag: str | None, last_modified: str | None, deadline: float
+        self,
+        url: str,
+        etag: str | None,
+        last_modified: str | None,
+        deadline: float,
+        sockets: list[socket.socket],
     ) -> Fetched:
         headers = {}
         if etag:
@@ -191,7 +210,7 @@ class Fetcher:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                fetched = self._get(current, headers, deadline)
+                fetched = self._get(current, headers, deadline, sockets)
             except FetchFailed as failure:
                 failure.moved_to, failure.moved_by = moved_to, moved_by
                 raise
@@ -221,7 +240,9 @@ class Fetcher:
             "http", f"more than {MAX_REDIRECTS} redirects", None, None, moved_to, moved_by
         )
 
-    def _get(self, url: str, headers: dict[str, str], deadline: float) -> Fetched:
+    def _get(
+        self, url: str, headers: dict[str, str], deadline: float, sockets: list[socket.socket]
+    ) -> Fetched:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or self._cancelled.is_set():
             raise FetchFailed("timeout", f"not done within {self.limits.deadline_s:g}s")
@@ -229,7 +250,16 @@ class Fetcher:
             min(self.limits.read_timeout_s, remaining),
             connect=min(self.limits.connect_timeout_s, remaining),
         )
-        with self._client.stream("GET", url, headers=headers, timeout=timeout) as response:
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            if event == "connection.connect_tcp.complete":
+                sock = info["return_value"].get_extra_info("socket")
+                if sock is not None:
+                    sockets.append(sock)
+
+        with self._client.stream(
+            "GET", url, headers=headers, timeout=timeout, extensions={"trace": trace}
+        ) as response:
             response_headers = {key.lower(): value for key, value in response.headers.items()}
             status = response.status_code
             if status in _REDIRECTS or status == 304:
@@ -241,7 +271,9 @@ class Fetcher:
                 raise _too_large(self.limits.max_bytes)
             encoding = response_headers.pop("content-encoding", "identity")
             chunks, size = [], 0
-            for chunk in _decoded(response.iter_raw(_CHUNK), encoding):
+            # iter_raw() without a size hands over each read as it comes, so the deadline and
+            # a cancel are checked at every read, however slowly the bytes trickle.
+            for chunk in _decoded(response.iter_raw(), encoding):
                 size += len(chunk)
                 if size > self.limits.max_bytes:
                     raise _too_large(self.limits.max_bytes)

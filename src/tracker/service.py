@@ -215,7 +215,9 @@ class Tracker:
         def claim_and_fetch(feed: FeedConfig) -> tuple[FeedConfig, datetime, Fetch | None]:
             # Claimed just before its fetch, so a long round cannot outlive its claims.
             started_at = self._now()
-            if not claim_feed(self.store, feed, owner, started_at, only_if_due=only_if_due):
+            if fetcher.cancelled or not claim_feed(
+                self.store, feed, owner, started_at, only_if_due=only_if_due
+            ):
                 return feed, started_at, None
             held.add(feed.id)
             return feed, started_at, fetch_feed(fetcher, feed, current_state(self.store, feed))
@@ -229,8 +231,11 @@ class Tracker:
                         if fetched is None:
                             results[feed.id] = PollResult(feed.id, "busy")
                             continue
-                        results[feed.id] = self._record(recorder, fetched, started_at, owner)
-                        held.discard(feed.id)
+                        results[feed.id], recorded = self._record(
+                            recorder, fetched, started_at, owner
+                        )
+                        if recorded:
+                            held.discard(feed.id)
                 except BaseException:
                     fetcher.cancel()  # Ctrl-C or a bug: stop the other fetches now
                     raise
@@ -242,12 +247,17 @@ class Tracker:
         return [results[feed.id] for feed in feeds]
 
     @staticmethod
-    def _record(recorder: Recorder, fetched: Fetch, started_at: datetime, owner: str) -> PollResult:
+    def _record(
+        recorder: Recorder, fetched: Fetch, started_at: datetime, owner: str
+    ) -> tuple[PollResult, bool]:
+        """The poll's result, and whether it was recorded (its claim then went with it)."""
+        from tracker.polling import PollResult
+
         try:
-            return recorder.record(fetched, started_at, owner)
+            return recorder.record(fetched, started_at, owner), True
         except TrackerError as error:
             # The database refused this feed's poll: report it, carry on with the others.
-            return PollResult(fetched.feed.id, "failed", reason=f"not recorded: {error}")
+            return PollResult(fetched.feed.id, "failed", reason=f"not recorded: {error}"), False
 
     def poll_feed_if_due(
         self, feed: FeedConfig, owner: str, fetcher: Fetcher, source: str = "tracker daemon"
