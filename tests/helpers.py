@@ -6,8 +6,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from tracker.records import RecordedEvent
+from tracker.service import Tracker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# What loading feeds.yaml records, beside what polls record.
+DEFINITIONS = frozenset({"feed.defined", "feed.removed", "storyline.defined", "storyline.removed"})
+
+
+def polled(tracker: Tracker, **filters: Any) -> list[RecordedEvent]:
+    """What polls recorded: the log without the definitions that loading feeds.yaml adds."""
+    return [e for e in tracker.events(**filters) if e.event_type not in DEFINITIONS]
 
 
 def clean_env() -> dict[str, str]:

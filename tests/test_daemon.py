@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from feedserver import FeedServer, Reply
-from helpers import clean_env
+from helpers import clean_env, polled
 
 from tracker.service import Tracker
 from tracker.settings import Settings
@@ -95,7 +95,7 @@ def test_the_daemon_polls_reloads_on_sighup_and_stops_on_sigterm(
     # One line per poll: no per-request or per-job chatter from the libraries.
     assert not any("HTTP Request" in line or "Running job" in line for line in lines)
     with Tracker(settings) as tracker:
-        published = Counter(e.stream_id for e in tracker.events(event_type="article.published"))
+        published = Counter(e.stream_id for e in polled(tracker, event_type="article.published"))
         assert len(published) == 6 and set(published.values()) == {1}
         assert tracker.verify().ok
 
@@ -112,7 +112,7 @@ def test_sigterm_lets_a_poll_in_flight_commit(settings: Settings, feed_server: F
     assert took < 5
     assert "slow: 2 new" in err
     with Tracker(settings) as tracker:
-        assert tracker.head_position() == 2
+        assert len(polled(tracker)) == 2
 
 
 def test_sigterm_cancels_a_fetch_that_would_take_long_and_records_nothing_for_it(
@@ -129,7 +129,7 @@ def test_sigterm_cancels_a_fetch_that_would_take_long_and_records_nothing_for_it
     assert took < 10
     assert "cancelling 1 fetch" in err and "failed" not in err
     with Tracker(settings) as tracker:
-        assert tracker.head_position() == 0  # no feed.failing for a shutdown
+        assert len(polled(tracker)) == 0  # no feed.failing for a shutdown
         # And the claim is released: a poll right away may take the feed.
         feed_server.routes["/stuck"] = Reply(200, rss("stuck"))
         assert [r.outcome for r in tracker.poll()] == ["new"]
@@ -167,7 +167,7 @@ def test_three_daemons_share_one_postgres_without_double_polls(
     polls = [err.count(" INFO feed-") for _, err, _ in outcomes]
     assert all(count > 0 for count in polls), polls
     with Tracker(settings) as tracker:
-        published = Counter(e.stream_id for e in tracker.events(event_type="article.published"))
+        published = Counter(e.stream_id for e in polled(tracker, event_type="article.published"))
         assert len(published) == 3 * len(feed_ids)
         assert set(published.values()) == {1}, "an article was published twice"
         assert tracker.verify().ok

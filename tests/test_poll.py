@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from feedserver import FEEDS, FeedServer, Reply, conditional, feed
-from helpers import run_tracker
+from helpers import polled, run_tracker
 
 from tracker.events import decode
 from tracker.fetch import Fetcher, FetchLimits
@@ -26,7 +26,7 @@ def configure(settings: Settings, server: FeedServer, *paths: str, interval: str
 
 
 def types(tracker: Tracker) -> Counter[str]:
-    return Counter(event.event_type for event in tracker.events())
+    return Counter(event.event_type for event in polled(tracker))
 
 
 def test_first_poll_records_articles_and_a_second_records_nothing(
@@ -41,8 +41,8 @@ def test_first_poll_records_articles_and_a_second_records_nothing(
         assert types(tracker) == {"article.published": 4}
         again = tracker.poll(every=True)
         assert [r.outcome for r in again] == ["unchanged", "unchanged"]
-        assert tracker.head_position() == 4
-        published = [decode(e) for e in tracker.events()]
+        assert len(polled(tracker)) == 4
+        published = [decode(e) for e in polled(tracker)]
     hill = next(e for e in published if e.guid == "https://thehill.com/?p=5099870")
     assert hill.title_text == "State Department doubles reward for Maduro to $50 million"
     assert "$15 million" in hill.content_text and "<script" not in hill.content
@@ -60,7 +60,7 @@ def test_validators_are_kept_and_sent_so_an_unchanged_feed_is_not_modified(
         tracker.poll()
         results = [tracker.poll(every=True)[0].outcome for _ in range(3)]
         assert results == ["not modified"] * 3
-        assert tracker.head_position() == 2
+        assert len(polled(tracker)) == 2
     requests = feed_server.requests_to("/upi-top.rss")
     assert [r.headers.get("if-none-match") for r in requests] == [None, '"v1"', '"v1"', '"v1"']
 
@@ -99,7 +99,7 @@ def test_an_edit_between_polls_is_exactly_one_revision_naming_what_changed(
         feed_server.routes["/thehill-news.rss"] = Reply(200, edited_hill())
         assert tracker.poll(every=True)[0].line() == "thehill-news: 1 revised"
         assert tracker.poll(every=True)[0].outcome == "unchanged"
-        revisions = [decode(e) for e in tracker.events(event_type="article.revised")]
+        revisions = [decode(e) for e in polled(tracker, event_type="article.revised")]
         assert types(tracker) == {"article.published": 2, "article.revised": 1}
     (revision,) = revisions
     assert revision.changed == ("title", "link")
@@ -122,7 +122,7 @@ def test_whitespace_markup_and_tracking_noise_are_not_revisions(
         tracker.poll()
         feed_server.routes["/thehill-news.rss"] = Reply(200, noisy)
         assert tracker.poll(every=True)[0].outcome == "unchanged"
-        assert tracker.head_position() == 2
+        assert len(polled(tracker)) == 2
 
 
 def test_the_same_article_in_two_feeds_is_one_article(
@@ -139,7 +139,7 @@ def test_the_same_article_in_two_feeds_is_one_article(
         tracker.poll(["upi-top"])
         assert tracker.poll(["upi-world"])[0].outcome == "unchanged"
         assert types(tracker) == {"article.published": 2, "article.seen_in_feed": 1}
-        (seen,) = [decode(e) for e in tracker.events(event_type="article.seen_in_feed")]
+        (seen,) = [decode(e) for e in polled(tracker, event_type="article.seen_in_feed")]
         assert seen.feed_id == "upi-world"
 
 
@@ -165,7 +165,7 @@ def test_entries_without_a_date_take_their_first_seen_time(
     with Tracker(settings, clock=lambda: moment) as tracker:
         tracker.poll()
         undated = next(
-            decode(e) for e in tracker.events() if decode(e).title_text.startswith("Sin fecha")
+            decode(e) for e in polled(tracker) if decode(e).title_text.startswith("Sin fecha")
         )
     assert undated.published == moment.isoformat() and undated.published_is_first_seen
 
@@ -185,7 +185,7 @@ def test_feed_health_is_one_event_per_change_of_state(
         feed_server.routes["/upi-top.rss"] = Reply(403, headers={"cf-mitigated": "challenge"})
         tracker.poll(every=True)
         tracker.poll(every=True)
-        health = [decode(e) for e in tracker.events(stream_id="feed-upi-top")]
+        health = [decode(e) for e in polled(tracker, stream_id="feed-upi-top")]
     assert [type(e).__name__ for e in health] == ["FeedFailing", "FeedRecovered", "FeedFailing"]
     assert health[0].error == "HTTP 500" and health[1].failures == 3
     assert health[2].state == "blocked"
@@ -201,7 +201,7 @@ def test_a_permanent_redirect_moves_the_feed_for_good(
         result = tracker.poll()[0]
         assert result.moved_to == feed_server.url("/v2/upi-top.rss") and result.new == 2
         tracker.poll(every=True)
-        (moved,) = [decode(e) for e in tracker.events(event_type="feed.moved")]
+        (moved,) = [decode(e) for e in polled(tracker, event_type="feed.moved")]
     assert moved.new_url == feed_server.url("/v2/upi-top.rss")
     assert len(feed_server.requests_to("/upi-top.rss")) == 1
     assert len(feed_server.requests_to("/v2/upi-top.rss")) == 2
@@ -297,7 +297,7 @@ def test_a_slow_server_is_a_recorded_timeout(settings: Settings, feed_server: Fe
     with Tracker(settings) as tracker:
         (result,) = tracker.poll(fetcher=fetcher)
         assert result.line() == "upi-top: failed: timed out"
-        (failing,) = [decode(e) for e in tracker.events()]
+        (failing,) = [decode(e) for e in polled(tracker)]
     fetcher.close()
     assert failing.error == "timed out" and failing.state == "failing"
 
@@ -312,7 +312,7 @@ def test_a_truncated_feed_records_the_entries_before_the_cut(
     configure(settings, feed_server, "/upi-top.rss")
     with Tracker(settings) as tracker:
         assert tracker.poll()[0].new == 1  # the cut-off fragment is no article
-        titles = [decode(e).title_text for e in tracker.events(event_type="article.published")]
+        titles = [decode(e).title_text for e in polled(tracker, event_type="article.published")]
     assert titles == ["Guyana faces elections amid oil boom, Maduro's threats"]
 
 
@@ -326,7 +326,7 @@ def test_a_wrong_charset_header_still_reads_the_text(
     configure(settings, feed_server, "/miamiherald-local.rss")
     with Tracker(settings) as tracker:
         assert tracker.poll()[0].new == 2
-        titles = {decode(e).title_text for e in tracker.events()}
+        titles = {decode(e).title_text for e in polled(tracker)}
     assert "Café owners in Doral worry about Venezuelan TPS ending" in titles
 
 
@@ -375,7 +375,7 @@ def test_a_feed_another_poller_holds_is_skipped_not_polled_twice(
         assert claim_feed(tracker.store, config.feeds[0], "a daemon", datetime.now(UTC))
         (result,) = tracker.poll()
         assert result.line() == "upi-top: skipped: another poller is polling it right now"
-        assert tracker.head_position() == 0
+        assert len(polled(tracker)) == 0
     assert feed_server.requests_to("/upi-top.rss") == []
 
 
@@ -404,7 +404,7 @@ def test_each_failure_is_recorded_once_with_its_reason(
     with Tracker(settings) as tracker:
         assert tracker.poll()[0].line() == line
         tracker.poll(every=True)
-        (failing,) = [decode(e) for e in tracker.events()]
+        (failing,) = [decode(e) for e in polled(tracker)]
     assert failing.state == state and failing.status == reply.status
     assert failing.url == feed_server.url("/upi-top.rss")
 
@@ -416,7 +416,7 @@ def test_a_308_moves_the_feed_like_a_301(settings: Settings, feed_server: FeedSe
     with Tracker(settings) as tracker:
         tracker.poll()
         assert tracker.poll(every=True)[0].outcome == "not modified"
-        (moved,) = [decode(e) for e in tracker.events(event_type="feed.moved")]
+        (moved,) = [decode(e) for e in polled(tracker, event_type="feed.moved")]
     assert moved.status == 308 and moved.old_url == feed_server.url("/upi-top.rss")
 
 
@@ -486,7 +486,7 @@ def test_a_poll_whose_claim_expired_is_not_recorded(
         dropped = recorder.record(stale, start, "slow poller")
         fetcher.close()
         assert dropped.outcome == "busy"
-        assert tracker.head_position() == 2
+        assert len(polled(tracker)) == 2
 
 
 def test_two_feeds_showing_one_article_differently_do_not_make_revisions(
@@ -552,7 +552,7 @@ def test_a_gone_feed_given_a_new_url_in_feeds_yaml_is_polled_again_and_recovers(
             f"feeds:\n  - {{id: upi, url: '{feed_server.url('/upi-top.rss')}'}}\n"
         )
         assert tracker.poll()[0].new == 2
-        health = [decode(e) for e in tracker.events(stream_id="feed-upi")]
+        health = [decode(e) for e in polled(tracker, stream_id="feed-upi")]
     assert [type(e).__name__ for e in health] == ["FeedGone", "FeedRecovered"]
     assert health[1].url == feed_server.url("/upi-top.rss")
 
@@ -567,7 +567,7 @@ def test_throttling_is_recorded_once_and_recovers(
         tracker.poll(every=True)
         feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
         assert tracker.poll(every=True)[0].new == 2
-        health = [decode(e) for e in tracker.events(stream_id="feed-upi-top")]
+        health = [decode(e) for e in polled(tracker, stream_id="feed-upi-top")]
     assert [(type(e).__name__, getattr(e, "status", None)) for e in health] == [
         ("FeedFailing", 429),
         ("FeedRecovered", None),
@@ -600,7 +600,7 @@ def test_an_undeclared_charset_is_still_read(settings: Settings, feed_server: Fe
     configure(settings, feed_server, "/herald.rss")
     with Tracker(settings) as tracker:
         assert tracker.poll()[0].new == 1
-        (published,) = [decode(e) for e in tracker.events()]
+        (published,) = [decode(e) for e in polled(tracker)]
     assert published.title_text == "Café owners fear TPS end; cafecito now €2"
 
 
@@ -638,7 +638,7 @@ def test_ctrl_c_stops_a_poll_at_once_records_nothing_and_releases_its_claims(
     assert time.monotonic() - started < 5
     feed_server.routes["/slow.rss"] = feed("upi-top.rss")
     with Tracker(settings) as tracker:
-        assert tracker.head_position() == 0
+        assert len(polled(tracker)) == 0
         assert [r.outcome for r in tracker.poll()] == ["new"]  # not held as busy
 
 
@@ -706,7 +706,7 @@ def test_an_edited_headline_first_seen_in_a_second_feed_is_a_revision(
         )
         tracker.poll(["upi-world"])
         tracker.poll(["upi-world"])
-        (revision,) = [decode(e) for e in tracker.events(event_type="article.revised")]
+        (revision,) = [decode(e) for e in polled(tracker, event_type="article.revised")]
     assert revision.changed == ("title",) and revision.feed_id == "upi-world"
 
 
@@ -727,3 +727,26 @@ def test_a_poll_the_database_refuses_is_reported_and_its_claim_released(
             blocker.rollback()
         assert result.outcome == "failed" and "not recorded" in (result.reason or "")
         assert [r.outcome for r in tracker.poll()] == ["new"]  # not held as busy
+
+
+def test_feed_titles_and_urls_are_recorded_when_new_changed_or_removed(settings: Settings) -> None:
+    from tracker.events.feeds import FeedDefined, FeedRemoved
+
+    def write(feeds: str) -> None:
+        settings.config_path.write_text("feeds:\n" + feeds)
+
+    upi = "  - {id: upi-top, title: UPI Top News, url: 'https://rss.upi.com/news/news.rss'}\n"
+    hill = "  - {id: thehill-news, url: 'https://thehill.com/news/feed/'}\n"
+    with Tracker(settings) as tracker:
+        write(upi + hill)
+        assert tracker.record_feeds(tracker.check_config()) == ["thehill-news", "upi-top"]
+        assert tracker.record_feeds(tracker.check_config()) == []
+        write(upi.replace("UPI Top News", "UPI"))
+        assert tracker.record_feeds(tracker.check_config()) == ["thehill-news", "upi-top"]
+        history = [decode(e) for e in tracker.events()]
+    assert history == [
+        FeedDefined("upi-top", "UPI Top News", "https://rss.upi.com/news/news.rss"),
+        FeedDefined("thehill-news", "thehill-news", "https://thehill.com/news/feed/"),
+        FeedDefined("upi-top", "UPI", "https://rss.upi.com/news/news.rss"),
+        FeedRemoved("thehill-news"),
+    ]

@@ -49,6 +49,7 @@ class Daemon:
         self.tracker = tracker
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = DaemonStats()
+        self._parallelism = parallelism
         self._fetcher = Fetcher()
         # A slow feed makes APScheduler warn at every interval that the job is still running;
         # that is max_instances=1 doing its work, not news.
@@ -61,6 +62,8 @@ class Daemon:
         self._reload = threading.Event()
         self._in_flight = 0
         self._idle = threading.Condition()
+        self._catch_up_wanted = threading.Event()
+        self._catching_up = threading.Lock()
 
     # -- scheduling ----------------------------------------------------------------------------
 
@@ -91,25 +94,64 @@ class Daemon:
             log.info("%s: polled every %s", feed_id, feed.interval)
         self._feeds = wanted
 
-    def _poll(self, feed: FeedConfig) -> None:
+    def _poll(self, feed: FeedConfig) -> str | None:
+        """The scheduler's job for one feed: poll it if due, then bring the views up to date.
+        Returns the line it logged, if it polled."""
         if self._stop.is_set():
-            return
+            return None
         with self._idle:
             self._in_flight += 1
         try:
             result = self.tracker.poll_feed_if_due(feed, self.owner, self._fetcher)
-            if result is not None:
-                self.stats.polls += 1
-                log.info("%s", result.line())
+            if result is None:
+                return None
+            self.stats.polls += 1
+            log.info("%s", result.line())
+            self.catch_up()
+            return result.line()
         except TrackerError as error:
             # The database is down or refused: say so and carry on; the next run retries.
             log.error("%s: %s", feed.id, error)
+            return f"{feed.id}: not polled: {error}"
         except Exception:
             log.exception("%s: poll failed unexpectedly", feed.id)
+            return f"{feed.id}: poll failed unexpectedly (see the log)"
         finally:
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
+
+    def poll_round(self) -> list[str]:
+        """Run the poll job once for every enabled feed, in parallel, without the scheduler
+        (`tracker demo` polls its rounds so): the lines logged, in feeds.yaml's order."""
+        from concurrent.futures import ThreadPoolExecutor as Pool
+
+        feeds = [feed for feed in self.tracker.check_config().feeds if feed.enabled]
+        with Pool(max_workers=max(1, min(self._parallelism, len(feeds)))) as pool:
+            lines = list(pool.map(self._poll, feeds))
+        return [line for line in lines if line is not None]
+
+    def close(self) -> None:
+        self._fetcher.close()
+
+    def catch_up(self) -> None:
+        """Bring the views up to the log. Polls finishing together ask once: one thread runs
+        the catch-up while the others' requests fold into its next pass."""
+        self._catch_up_wanted.set()
+        while self._catch_up_wanted.is_set():
+            if not self._catching_up.acquire(blocking=False):
+                return  # the thread catching up now will see the request
+            try:
+                while self._catch_up_wanted.is_set():
+                    self._catch_up_wanted.clear()
+                    try:
+                        self.tracker.catch_up()
+                    except TrackerError as error:
+                        log.error("views not brought up to date: %s", error)
+                    except Exception:
+                        log.exception("views not brought up to date")
+            finally:
+                self._catching_up.release()
 
     # -- running -------------------------------------------------------------------------------
 
@@ -117,7 +159,8 @@ class Daemon:
         """Run until SIGTERM or SIGINT; returns the exit code."""
         config = self.tracker.check_config()
         self.tracker.store  # noqa: B018 -- migrate and connect before scheduling anything
-        self.tracker.record_storylines(config, "tracker daemon")
+        self.tracker.record_config(config, "tracker daemon")
+        self.catch_up()
         previous = {
             signum: signal.signal(signum, self._on_signal)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -161,12 +204,13 @@ class Daemon:
             log.exception("feeds.yaml not reloaded: the daemon keeps polling what it had")
             return
         self._schedule(config)
-        changed = self.tracker.record_storylines(config, "tracker daemon")
+        changed = self.tracker.record_config(config, "tracker daemon")
+        self.catch_up()
         log.info(
             "reloaded %s: %d feeds%s",
             config.path,
             len(self._feeds),
-            f"; storyline rules recorded for {', '.join(changed)}" if changed else "",
+            f"; definitions recorded: {', '.join(changed)}" if changed else "",
         )
 
     def _shut_down(self) -> int:

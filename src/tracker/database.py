@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -188,3 +190,32 @@ def ensure_schema(engine: Engine) -> None:
         f"expects {SCHEMA_REVISION!r}; run `tracker db upgrade` (or upgrade tracker if the "
         "database was written by a newer one)"
     )
+
+
+def upsert(
+    connection: sa.Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+) -> None:
+    """Insert rows, or update the ones whose `keys` are taken: one statement on both databases."""
+    if not rows:
+        return
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    columns = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+    if not columns:
+        connection.execute(statement.on_conflict_do_nothing(index_elements=list(keys)), rows)
+        return
+    connection.execute(
+        statement.on_conflict_do_update(index_elements=list(keys), set_=columns), list(rows)
+    )
+
+
+def insert_missing(
+    connection: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Insert the rows whose primary key is not taken yet; leave the others as they are."""
+    if rows:
+        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+        connection.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))

@@ -308,11 +308,12 @@ class EventStore:
         with storage_errors(self._engine), self._engine.connect() as connection:
             return list(connection.execute(query).scalars())
 
-    def last_event(self, stream_id: str) -> RecordedEvent | None:
-        """The newest event of one stream, if it has any."""
+    def last_event(self, stream_id: str, event_types: Sequence[str] = ()) -> RecordedEvent | None:
+        """The newest event of one stream (of one of `event_types`, if given), if it has any."""
         query = (
             sa.select(*self._envelope)
             .where(events.c.stream_id == stream_id)
+            .where(events.c.event_type.in_(event_types) if event_types else sa.true())
             .order_by(events.c.stream_version.desc())
             .limit(1)
         )
@@ -328,6 +329,7 @@ class EventStore:
         until_time: datetime | None = None,
         stream_id: str | None = None,
         event_type: str | None = None,
+        event_types: Sequence[str] | None = None,
         limit: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> Iterator[RecordedEvent]:
@@ -349,10 +351,45 @@ class EventStore:
             conditions.append(events.c.stream_id == stream_id)
         if event_type is not None:
             conditions.append(events.c.event_type == event_type)
+        if event_types is not None:
+            conditions.append(events.c.event_type.in_(sorted(set(event_types))))
         query = sa.select(*self._envelope).where(*conditions).order_by(events.c.position)
         for rows in self._batches(query, events.c.position, after_position, batch_size, limit):
             for row in rows:
                 yield recorded_event(row)
+
+    def read_batch(
+        self,
+        connection: sa.Connection,
+        after_position: int,
+        until_position: int,
+        limit: int,
+        event_types: Sequence[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """Up to `limit` events after `after_position` and up to `until_position`, in order,
+        read on the caller's connection (inside the caller's transaction)."""
+        query = (
+            sa.select(*self._envelope)
+            .where(events.c.position > after_position, events.c.position <= until_position)
+            .order_by(events.c.position)
+            .limit(limit)
+        )
+        if event_types is not None:
+            query = query.where(events.c.event_type.in_(sorted(set(event_types))))
+        return [recorded_event(row) for row in connection.execute(query)]
+
+    def position_at(self, moment: datetime) -> int:
+        """The last position recorded at or before `moment` (0 if none): recorded times never
+        go backwards in position order, so the log as of a time is the log up to this."""
+        query = sa.select(sa.func.max(events.c.position)).where(
+            events.c.recorded_at <= aware_utc(moment)
+        )
+        with storage_errors(self._engine), self._engine.connect() as connection:
+            return connection.execute(query).scalar() or 0
+
+    def head_in(self, connection: sa.Connection) -> int:
+        """The last position, read on the caller's connection."""
+        return connection.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0
 
     def read_stream(
         self, stream_id: str, from_version: int = 1, *, batch_size: int = DEFAULT_BATCH_SIZE

@@ -26,15 +26,21 @@ def fold(text: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _pattern(term: str) -> re.Pattern[str]:
+def _pattern(folded_term: str) -> re.Pattern[str]:
     # On folded text words are separated by single spaces, so a phrase is its words joined by
     # one space, bounded by the start, the end or a space on each side.
-    return re.compile(rf"(?:^| ){re.escape(fold(term))}(?: |$)")
+    return re.compile(rf"(?:^| ){re.escape(folded_term)}(?: |$)")
 
 
 def occurs(term: str, folded_text: str) -> bool:
     folded_term = fold(term)
-    return bool(folded_term) and bool(_pattern(term).search(folded_text))
+    return bool(folded_term) and bool(_pattern(folded_term).search(folded_text))
+
+
+def fold_texts(texts: Iterable[str]) -> str:
+    """Several texts (title, summary, content) folded into one, with a separator that no
+    term can match across."""
+    return " | ".join(fold(text) for text in texts)
 
 
 @dataclass(frozen=True)
@@ -44,15 +50,41 @@ class Match:
     all_terms: tuple[str, ...]
     any_terms: tuple[str, ...]
 
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return self.all_terms + self.any_terms
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    all: tuple[tuple[str, re.Pattern[str]], ...]
+    any: tuple[tuple[str, re.Pattern[str]], ...]
+    none: tuple[re.Pattern[str], ...]
+
+
+@lru_cache(maxsize=256)
+def _compile(rules: StorylineRules) -> _Compiled:
+    def patterns(terms: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+        return tuple((term, _pattern(fold(term))) for term in terms if fold(term))
+
+    return _Compiled(
+        patterns(rules.all), patterns(rules.any), tuple(p for _, p in patterns(rules.none))
+    )
+
+
+def match_folded(rules: StorylineRules, folded: str) -> Match | None:
+    """As `match`, on text already folded by `fold_texts`."""
+    compiled = _compile(rules)
+    if any(pattern.search(folded) for pattern in compiled.none):
+        return None
+    if not all(pattern.search(folded) for _, pattern in compiled.all):
+        return None
+    found_any = tuple(term for term, pattern in compiled.any if pattern.search(folded))
+    if rules.any and not found_any:
+        return None
+    return Match(tuple(term for term, _ in compiled.all), found_any)
+
 
 def match(rules: StorylineRules, texts: Iterable[str]) -> Match | None:
     """The evidence that the texts match the rules, or None."""
-    folded = " | ".join(fold(text) for text in texts)
-    if any(occurs(term, folded) for term in rules.none):
-        return None
-    if not all(occurs(term, folded) for term in rules.all):
-        return None
-    found_any = tuple(term for term in rules.any if occurs(term, folded))
-    if rules.any and not found_any:
-        return None
-    return Match(tuple(rules.all), found_any)
+    return match_folded(rules, fold_texts(texts))

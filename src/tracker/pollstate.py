@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tracker.database import upsert
 from tracker.deciding import KnownArticle, known_from_history
 from tracker.encoding import stored_time
 from tracker.events.feeds import GONE, HEALTHY
@@ -85,19 +86,8 @@ def load_feed(connection: sa.Connection, feed_id: str) -> FeedRow | None:
     return _feed_row(row) if row is not None else None
 
 
-def _upsert(
-    connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], key: str
-) -> None:
-    if not rows:
-        return
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table)
-    columns = {c.name: statement.excluded[c.name] for c in table.columns if c.name != key}
-    connection.execute(statement.on_conflict_do_update(index_elements=[key], set_=columns), rows)
-
-
 def save_feed(connection: sa.Connection, row: FeedRow) -> None:
-    _upsert(connection, feed_state, [asdict(row)], "feed_id")
+    upsert(connection, feed_state, [asdict(row)], ("feed_id",))
 
 
 def known_articles(
@@ -159,7 +149,7 @@ def save_articles(connection: sa.Connection, articles: Iterable[KnownArticle]) -
         }
         for article in articles
     ]
-    _upsert(connection, article_state, rows, "article_id")
+    upsert(connection, article_state, rows, ("article_id",))
 
 
 def claim(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # Alembic head this code was written against; tests check it matches alembic/versions.
-SCHEMA_REVISION = "0002_poll_state"
+SCHEMA_REVISION = "0003_projections"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -78,4 +78,22 @@ article_state = sa.Table(
     # recorded, and as each feed last showed it, to tell a real edit from noise.
     sa.Column("fingerprint", sa.Text(), nullable=False),
     sa.Column("feeds", sa.Text(), nullable=False),  # JSON list of the feed ids it was seen in
+)
+
+# -- Projections: where each view stands in the log. The view tables themselves are derived
+# data, made per generation by tracker.projection (never by the migrations), so that a rebuild
+# can fill fresh tables beside the old ones and swap them in at once.
+
+projections = sa.Table(
+    "projections",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    # The generation of tables readers use (0: none built yet); `next_generation` hands out
+    # numbers to rebuilds, so two never fill the same tables.
+    sa.Column("generation", sa.Integer(), nullable=False),
+    sa.Column("position", sa.BigInteger(), nullable=False),  # the last event applied
+    sa.Column("version", sa.Integer(), nullable=False),  # of the projector that built them
+    sa.Column("next_generation", sa.Integer(), nullable=False),
+    sa.Column("built_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
 )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -23,10 +23,46 @@ from tracker.settings import Settings
 
 if TYPE_CHECKING:
     from tracker.fetch import Fetcher
+    from tracker.history import ArticleHistory
     from tracker.polling import Fetch, PollResult, Recorder
+    from tracker.projection import CatchUpReport, Checkpoint, Progress, ReplayReport, Snapshot
+    from tracker.stories import Story, StorylineSummary
 
 # Fetches of different feeds run at once, up to this many.
 POLL_PARALLELISM = 8
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    name: str
+    generation: int  # 0: never built
+    position: int
+    lag: int  # events in the log it has not applied yet
+    version: int
+    built_at: datetime | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    id: str
+    title: str | None
+    url: str | None
+    state: str
+    since: datetime | None
+    last_error: str | None
+    article_count: int
+    last_success_at: datetime | None  # the last poll that recorded something
+    last_checked_at: datetime | None  # the last poll at all (the poller's bookkeeping)
+    next_due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Status:
+    database: str
+    head: int
+    projections: tuple[ProjectionStatus, ...]
+    feeds: tuple[FeedStatus, ...]
 
 
 @dataclass(frozen=True)
@@ -138,40 +174,284 @@ class Tracker:
 
     # -- storylines ----------------------------------------------------------------------------
 
+    def record_config(self, config: Config, source: str = "config") -> list[str]:
+        """Record what `config` says of feeds and storylines that the log does not know yet:
+        definitions new or changed, and removals. Returns what was recorded ("feed upi-top",
+        "storyline essequibo")."""
+        feeds = self.record_feeds(config, source)
+        return [f"feed {f}" for f in feeds] + [
+            f"storyline {s}" for s in self.record_storylines(config, source)
+        ]
+
+    def record_rules(self, explicit: bool = False, source: str = "tracker replay") -> list[str]:
+        """Record the storyline rules of feeds.yaml if they changed (before a replay). A
+        feeds.yaml that is not there is no error unless it was named (`explicit`)."""
+        if not explicit and not self.settings.config_path.exists():
+            return []
+        return self.record_storylines(self.check_config(), source)
+
     def record_storylines(self, config: Config, source: str = "config") -> list[str]:
         """Record each storyline definition of `config` that is new or changed since the log
         last said, and each one removed; returns the ids recorded. Safe to run from several
         processes at once: a definition another process just recorded is not recorded again."""
-        from tracker.events import decode, encode
         from tracker.events.storylines import StorylineDefined, StorylineRemoved
 
-        wanted: dict[str, object] = {
+        wanted = {
             story.id: StorylineDefined(
                 story.id, story.title, story.match.all, story.match.any, story.match.none
             )
             for story in config.storylines
         }
-        current: dict[str, tuple[int, object]] = {}
-        for stream in self.store.stream_ids("storyline-"):
-            newest = self.store.last_event(stream)
+        return self._record_definitions(
+            config, source, "storyline-", wanted, StorylineDefined, StorylineRemoved
+        )
+
+    def record_feeds(self, config: Config, source: str = "config") -> list[str]:
+        """As record_storylines, for the feeds' titles and URLs (`feed.defined`)."""
+        from tracker.events.feeds import FeedDefined, FeedRemoved
+
+        wanted = {feed.id: FeedDefined(feed.id, feed.title, feed.url) for feed in config.feeds}
+        return self._record_definitions(config, source, "feed-", wanted, FeedDefined, FeedRemoved)
+
+    def _record_definitions(
+        self,
+        config: Config,
+        source: str,
+        prefix: str,
+        wanted: Mapping[str, Any],
+        defined: type,
+        removed: Callable[[str], Any],
+    ) -> list[str]:
+        from tracker.events import decode, encode
+
+        kinds = (defined.TYPE, removed.TYPE)  # type: ignore[attr-defined]
+        # (stream version, its newest definition): a feed's stream holds health events too.
+        current: dict[str, tuple[int, Any]] = {}
+        for stream in self.store.stream_ids(prefix):
+            newest = self.store.last_event(stream, kinds)
             if newest is not None:
-                current[stream] = (newest.stream_version, decode(newest))
+                current[stream] = (self.store.stream_version(stream), decode(newest))
+        changes = {f"{prefix}{key}": definition for key, definition in wanted.items()}
+        for stream, (_, previous) in current.items():
+            if stream not in changes and isinstance(previous, defined):
+                changes[stream] = removed(stream.removeprefix(prefix))
         recorded = []
         metadata = {"source": source, "config": str(config.path)}
-        changes = {f"storyline-{sid}": definition for sid, definition in wanted.items()}
-        for stream, (_, previous) in current.items():
-            if stream not in changes and isinstance(previous, StorylineDefined):
-                changes[stream] = StorylineRemoved(previous.storyline_id)
         for stream, change in changes.items():
-            version, previous = current.get(stream, (0, None))
+            version, previous = current.get(stream, (None, None))
             if previous == change:
                 continue
+            if version is None:
+                version = self.store.stream_version(stream)  # a feed polled, never defined
             try:
                 self.store.append(stream, [encode(change, metadata)], version)
             except ConcurrencyError:
-                continue  # another process recorded the change first
-            recorded.append(stream.removeprefix("storyline-"))
+                continue  # the stream moved since we looked: another process recorded first
+            recorded.append(stream.removeprefix(prefix))
         return sorted(recorded)
+
+    # -- views -----------------------------------------------------------------------------
+
+    def catch_up(self, progress: Progress | None = None) -> CatchUpReport:
+        """Apply every event the views have not seen yet (after each poll, and at daemon start)."""
+        from tracker.projection import catch_up
+        from tracker.views import PROJECTORS
+
+        return catch_up(self.store, PROJECTORS, progress)
+
+    def replay(self, names: Sequence[str] = (), progress: Progress | None = None) -> ReplayReport:
+        """Rebuild views from the whole log into fresh tables and swap them in atomically
+        (`tracker replay`); `names` picks projections, all of them by default."""
+        from tracker.projection import replay
+        from tracker.views import BY_NAME, chosen
+
+        unknown = sorted(set(names) - set(BY_NAME))
+        if unknown:
+            raise UsageError(
+                f"no projection {', '.join(map(repr, unknown))} "
+                f"(projections: {', '.join(sorted(BY_NAME))})"
+            )
+        return replay(self.store, chosen(list(names)), progress)
+
+    def status(self) -> Status:
+        """Where each projection stands in the log, and each feed's health (`tracker status`)."""
+        from tracker.database import describe
+        from tracker.pollstate import load_feeds
+        from tracker.projection import read_checkpoints
+        from tracker.views import PROJECTORS
+
+        head = self.store.head_position()
+        checkpoints = read_checkpoints(self.engine)
+        projections = []
+        for projector in PROJECTORS:
+            checkpoint = checkpoints.get(projector.name)
+            projections.append(_projection_status(projector.name, checkpoint, head))
+        with self.engine.connect() as connection:
+            polled = load_feeds(connection)
+        viewed = self._feed_view_rows() if checkpoints.get("feeds") else {}
+        feeds = [
+            _feed_status(feed_id, viewed.get(feed_id), polled.get(feed_id))
+            for feed_id in sorted(set(viewed) | set(polled))
+        ]
+        return Status(describe(self.engine.url), head, tuple(projections), tuple(feeds))
+
+    def _feed_view_rows(self) -> dict[str, dict[str, Any]]:
+        from tracker.projection import NotBuilt, read_views
+        from tracker.views import BY_NAME
+        from tracker.views.feeds import feed_rows
+
+        try:
+            rows = read_views(self.store, [BY_NAME["feeds"]], lambda s: feed_rows(s.views))
+        except NotBuilt:
+            return {}
+        return {row["feed_id"]: row for row in rows}
+
+    def story(
+        self,
+        storyline_id: str,
+        as_of: datetime | None = None,
+        as_of_position: int | None = None,
+    ) -> Story:
+        """A storyline as the views show it now, or as the log knew it at a time or position
+        (`tracker story ID [--as-of TIME | --as-of-position N]`)."""
+        from tracker import stories
+        from tracker.projection import read_past, read_views
+        from tracker.views import BY_NAME
+
+        main = [BY_NAME[name] for name in ("articles", "feeds", "storylines")]
+        extracted = [BY_NAME["entities"], BY_NAME["figures"]]
+        if as_of is None and as_of_position is None:
+            return read_views(
+                self.store, main + extracted, lambda s: stories.story(s, storyline_id)
+            )
+        if as_of is not None:
+            as_of = _utc(as_of)
+            position = self.store.position_at(as_of)
+        else:
+            assert as_of_position is not None
+            position = min(as_of_position, self.store.head_position())
+        return read_past(
+            self.store,
+            main,
+            lambda s: stories.story(s, storyline_id, as_of),
+            until_position=position,
+            later=extracted,
+            streams_for_later=lambda s: stories.member_ids(s, storyline_id),
+        )
+
+    def stories(self) -> list[StorylineSummary]:
+        """Every storyline with its article count, sources and last update (`tracker stories`)."""
+        from tracker import stories
+        from tracker.projection import read_views
+        from tracker.views import BY_NAME
+
+        chosen = [BY_NAME[name] for name in ("articles", "feeds", "storylines")]
+        return read_views(self.store, chosen, stories.stories)
+
+    def read(self, names: Sequence[str], read: Callable[[Snapshot], Any]) -> Any:
+        """Run `read` on a consistent snapshot of the named views (for tests and tools)."""
+        from tracker.projection import read_views
+        from tracker.views import BY_NAME
+
+        return read_views(self.store, [BY_NAME[name] for name in names], read)
+
+    def curate(
+        self,
+        storyline_id: str,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        clear: Sequence[str] = (),
+    ) -> list[str]:
+        """Pin articles to a storyline, keep them out, or give them back to the rules; each is
+        an event, and beats the rules from then on. Returns a line per article."""
+        from tracker.events import encode
+        from tracker.events.storylines import (
+            ArticleExcluded,
+            ArticleIncluded,
+            CurationCleared,
+            StorylineDefined,
+            StorylineRemoved,
+        )
+
+        definition = self.store.last_event(
+            f"storyline-{storyline_id}", (StorylineDefined.TYPE, StorylineRemoved.TYPE)
+        )
+        if definition is None or definition.event_type != StorylineDefined.TYPE:
+            from tracker.stories import UnknownStoryline
+
+            known = self._active_storylines()
+            raise UnknownStoryline(
+                f"no storyline {storyline_id!r} (storylines: {', '.join(known) or 'none yet'})"
+            )
+        wanted: dict[str, tuple[str, Any]] = {}
+        for verb, given, kind in (
+            ("included", include, ArticleIncluded),
+            ("excluded", exclude, ArticleExcluded),
+            ("given back to the rules", clear, CurationCleared),
+        ):
+            for reference in given:
+                article_id = self.resolve_article(reference)
+                if article_id in wanted:
+                    raise UsageError(f"{reference}: named twice; give each article once")
+                wanted[article_id] = (verb, kind(storyline_id, article_id))
+        if not wanted:
+            return []
+        metadata = {"source": "tracker story"}
+        self.store.append(
+            f"curation-{storyline_id}",
+            [encode(event, metadata) for _, event in wanted.values()],
+        )
+        return [f"{article_id}: {verb}" for article_id, (verb, _) in wanted.items()]
+
+    def _active_storylines(self) -> list[str]:
+        from tracker.events.storylines import StorylineDefined, StorylineRemoved
+
+        kinds = (StorylineDefined.TYPE, StorylineRemoved.TYPE)
+        active = []
+        for stream in self.store.stream_ids("storyline-"):
+            newest = self.store.last_event(stream, kinds)
+            if newest is not None and newest.event_type == StorylineDefined.TYPE:
+                active.append(stream.removeprefix("storyline-"))
+        return active
+
+    def resolve_article(self, reference: str) -> str:
+        """An article's stream id from its id or its URL; UsageError when the log has none."""
+        from tracker.identity import article_stream, canonical_link
+
+        candidates = [reference] if reference.startswith("article-") else []
+        canonical = canonical_link(reference)
+        if canonical is not None:
+            candidates.append(article_stream("link", canonical))
+        for candidate in candidates:
+            first = next(iter(self.store.read_stream(candidate, batch_size=1)), None)
+            if first is not None and first.event_type == "article.published":
+                return candidate
+        if canonical is not None:
+            found = self._article_by_link(reference, canonical)
+            if found is not None:
+                return found
+        raise UsageError(
+            f"no article {reference!r} in the log (give an article id, as `tracker story ID` "
+            "lists them, or the article's URL)"
+        )
+
+    def _article_by_link(self, *links: str) -> str | None:
+        from tracker.projection import NotBuilt
+        from tracker.views.articles import article_by_link
+
+        try:
+            return self.read(["articles"], lambda s: article_by_link(s.views, links))  # type: ignore[no-any-return]
+        except NotBuilt:
+            return None
+
+    def article(self, reference: str) -> ArticleHistory:
+        """Every version of one article with word-level diffs (`tracker article`)."""
+        from tracker.history import history
+
+        article_id = self.resolve_article(reference)
+        found = history(self.store.read_stream(article_id))
+        assert found is not None  # resolve_article saw its first sight
+        return found
 
     # -- polling -------------------------------------------------------------------------------
 
@@ -199,9 +479,10 @@ class Tracker:
         )
 
         config = self.check_config()
-        self.record_storylines(config, source)
+        self.record_config(config, source)
         feeds = self._select_feeds(config, feed_ids, every, due_feeds)
         if not feeds:
+            self.catch_up()  # the definitions just recorded, or a daemon's polls
             return []
         own_fetcher = fetcher is None
         fetcher = fetcher or Fetcher()
@@ -244,6 +525,7 @@ class Tracker:
                 release_claims(self.store, sorted(held), owner)
             if own_fetcher:
                 fetcher.close()
+        self.catch_up()
         return [results[feed.id] for feed in feeds]
 
     @staticmethod
@@ -314,3 +596,44 @@ class Tracker:
         `progress` is called with the number of events checked since its last call.
         """
         return verify_chain(self.store.read_chain(), progress)
+
+
+def _utc(moment: datetime) -> datetime:
+    """A time a user gave: UTC unless it says otherwise."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _projection_status(name: str, checkpoint: Checkpoint | None, head: int) -> ProjectionStatus:
+    if checkpoint is None or checkpoint.generation == 0:
+        return ProjectionStatus(name, 0, 0, head, 0, None, None)
+    return ProjectionStatus(
+        name,
+        checkpoint.generation,
+        checkpoint.position,
+        max(head - checkpoint.position, 0),
+        checkpoint.version,
+        checkpoint.built_at,
+        checkpoint.updated_at,
+    )
+
+
+def _feed_status(feed_id: str, viewed: dict[str, Any] | None, polled: Any) -> FeedStatus:
+    view = viewed or {}
+    return FeedStatus(
+        feed_id,
+        view.get("title"),
+        polled.url if polled is not None else view.get("url"),
+        polled.state if polled is not None else view.get("state", "unknown"),
+        _maybe_utc(view.get("state_since")),
+        polled.last_error if polled is not None else view.get("last_error"),
+        view.get("article_count", polled.article_count if polled is not None else 0),
+        _maybe_utc(view.get("last_success_at")),
+        polled.last_checked_at if polled is not None else None,
+        polled.next_due_at if polled is not None else None,
+    )
+
+
+def _maybe_utc(value: Any) -> datetime | None:
+    from tracker.projection import utc
+
+    return utc(value)

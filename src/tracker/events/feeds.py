@@ -64,3 +64,29 @@ class FeedGone:
 
     feed_id: str
     url: str
+
+
+# -- What feeds.yaml says of a feed, recorded when new or changed, so that views built from the
+# log alone can name a feed as its user does.
+
+
+@event_type
+@dataclass(frozen=True)
+class FeedDefined:
+    TYPE: ClassVar[str] = "feed.defined"
+    VERSION: ClassVar[int] = 1
+
+    feed_id: str
+    title: str
+    url: str
+
+
+@event_type
+@dataclass(frozen=True)
+class FeedRemoved:
+    """The feed left feeds.yaml; what it recorded stays in the log."""
+
+    TYPE: ClassVar[str] = "feed.removed"
+    VERSION: ClassVar[int] = 1
+
+    feed_id: str

@@ -32,3 +32,42 @@ class StorylineRemoved:
     VERSION: ClassVar[int] = 1
 
     storyline_id: str
+
+
+# -- Curation: a user's word on one article, which beats the rules. Stream `curation-<id>`.
+
+
+@event_type
+@dataclass(frozen=True)
+class ArticleIncluded:
+    """Pinned to the storyline whatever its rules say."""
+
+    TYPE: ClassVar[str] = "storyline.article_included"
+    VERSION: ClassVar[int] = 1
+
+    storyline_id: str
+    article_id: str
+
+
+@event_type
+@dataclass(frozen=True)
+class ArticleExcluded:
+    """Kept out of the storyline whatever its rules say."""
+
+    TYPE: ClassVar[str] = "storyline.article_excluded"
+    VERSION: ClassVar[int] = 1
+
+    storyline_id: str
+    article_id: str
+
+
+@event_type
+@dataclass(frozen=True)
+class CurationCleared:
+    """An earlier include or exclude withdrawn: the rules decide again."""
+
+    TYPE: ClassVar[str] = "storyline.curation_cleared"
+    VERSION: ClassVar[int] = 1
+
+    storyline_id: str
+    article_id: str

@@ -1,0 +1,48 @@
+"""Projections: each view's checkpoint in the log and the generation of tables it reads from.
+
+The view tables themselves (`feeds__g1`, `storyline_articles__g1`, ...) are derived data: the
+projection framework (tracker.projection) creates them for each generation it builds and drops
+the old ones, and `tracker replay` can always make them again from the log.
+
+Revision ID: 0003_projections
+Revises: 0002_poll_state
+Create Date: 2026-12-01
+"""
+
+import re
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003_projections"
+down_revision: str | None = "0002_poll_state"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_GENERATION_TABLE = re.compile(r"^[a-z_]+__g\d+$")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "projections",
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("generation", sa.Integer(), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("next_generation", sa.Integer(), nullable=False),
+        sa.Column("built_at", sa.DateTime(timezone=True)),
+        sa.Column("updated_at", sa.DateTime(timezone=True)),
+        sa.PrimaryKeyConstraint("name", name="pk_projections"),
+    )
+
+
+def downgrade() -> None:
+    # The views and their tables go with the table that names them.
+    inspector = sa.inspect(op.get_bind())
+    for view in inspector.get_view_names():
+        op.execute(sa.text(f'DROP VIEW "{view}"'))
+    for table in inspector.get_table_names():
+        if _GENERATION_TABLE.match(table):
+            op.drop_table(table)
+    op.drop_table("projections")

@@ -1,0 +1,252 @@
+"""Figures reported in news text: money, counts, percentages and durations. Pure functions.
+
+Written for news copy rather than taken from a library: the parsers on PyPI read "$15 million"
+as 15 and "about $30" as a date. Each figure keeps the words as printed, its value in base units
+(dollars, not millions), and a label: the word near it that says what it counts ("reward",
+"sentence", "investors"), so that one reported figure can be followed as it changes
+(a reward of $15 million, then $25 million, then $50 million).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from tracker.sentences import sentences
+
+MONEY = "money"
+COUNT = "count"
+PERCENT = "percent"
+DURATION = "duration"
+
+_WORD_NUMBERS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+    "eighty": 80, "ninety": 90, "hundred": 100, "dozen": 12,
+}  # fmt: skip
+_SCALES = {
+    "thousand": 10**3, "k": 10**3, "mil": 10**3,
+    "million": 10**6, "millions": 10**6, "m": 10**6, "mn": 10**6, "mln": 10**6,
+    "millones": 10**6, "millón": 10**6, "millon": 10**6,
+    "billion": 10**9, "bn": 10**9, "b": 10**9, "trillion": 10**12,
+    "mil millones": 10**9,
+}  # fmt: skip
+_CURRENCY_SIGNS = {"us$": "USD", "$": "USD", "€": "EUR", "£": "GBP", "usd": "USD", "eur": "EUR"}
+_CURRENCY_WORDS = {
+    "dollars": "USD", "dólares": "USD", "dolares": "USD", "euros": "EUR", "pounds": "GBP",
+}  # fmt: skip
+_DURATION_UNITS = {"year": "years", "month": "months", "week": "weeks", "day": "days",
+                   "decade": "decades", "año": "years", "mes": "months", "día": "days"}  # fmt: skip
+
+_NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+_WORDNUM = (
+    r"(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|two|three|four|five"
+    r"|six|seven|eight|nine))?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+    r"|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|a dozen|a hundred"
+)
+_SCALE = r"mil millones|thousand|millions?|millones|mill[oó]n|billion|trillion|mln|mn|bn|[mbk]"
+_QUALIFIER = r"(?:about|around|roughly|nearly|almost|some|more than|over|at least|up to|unas?)\s+"
+
+_MONEY_SIGN = re.compile(
+    rf"(?P<cur>US\$|\$|€|£|\b(?:USD|EUR)\s?)\s?(?P<num>{_NUM})"
+    rf"(?:\s?(?P<scale>{_SCALE})\b)?",
+    re.IGNORECASE,
+)
+_MONEY_WORD = re.compile(
+    rf"\b(?P<num>{_NUM})\s?(?:(?P<scale>{_SCALE})\s)?(?:de\s)?"
+    r"(?P<cur>dollars|d[oó]lares|euros|pounds)\b",
+    re.IGNORECASE,
+)
+_PERCENT = re.compile(
+    rf"\b(?P<num>{_NUM}|{_WORDNUM})\s?(?:%|\s(?:percent|per cent|por ciento)\b)",
+    re.IGNORECASE,
+)
+_DURATION = re.compile(
+    rf"\b(?P<num>{_NUM}|{_WORDNUM})[\s-](?P<unit>years?|months?|weeks?|days?|decades?"
+    r"|años?|mes(?:es)?|días?)\b(?!-old|\s+old\b|\s+ago\b|\s+earlier\b|\s+later\b)",
+    re.IGNORECASE,
+)
+_COUNT = re.compile(
+    rf"\b(?P<num>{_NUM}|{_WORDNUM})(?:\s(?P<scale>thousand|million|billion|millones|mil))?\s+"
+    r"(?P<mods>(?:[A-Z][\w'’]*(?:-[A-Za-z]\w*)*\s+){0,2}|(?:[a-z]+\s+)?)"
+    r"(?P<noun>[A-Za-z][a-z]{2,}s|people|children|men|women|staff|police|personnel)\b"
+)
+_MONTHS = re.compile(
+    r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s*$", re.IGNORECASE
+)
+_NOT_COUNTED_TEXT = """
+    years months weeks days decades hours minutes seconds times percent dollars euros pounds
+    millions billions thousands hundreds dozens points votes was has this its
+"""
+_NOT_COUNTED = frozenset(_NOT_COUNTED_TEXT.split())
+
+# Words that say what a figure is about, and the label each one gives.
+_LABELS = {
+    "reward": "reward", "rewards": "reward", "bounty": "reward", "recompensa": "reward",
+    "fine": "fine", "fined": "fine", "forfeiture": "forfeiture", "forfeit": "forfeiture",
+    "restitution": "restitution", "judgment": "judgment", "judgement": "judgment",
+    "settlement": "settlement", "investment": "investment", "investments": "investment",
+    "invested": "investment", "invest": "investment", "losses": "losses", "lost": "losses",
+    "loans": "loans", "loan": "loans", "sentence": "sentence", "sentenced": "sentence",
+    "prison": "sentence", "salary": "salary", "bail": "bail", "ransom": "ransom",
+    "damages": "damages", "profits": "profits", "profit": "profits", "revenue": "revenue",
+    "revenues": "revenue", "budget": "budget", "aid": "aid", "funding": "funding",
+    "growth": "growth", "grew": "growth", "territory": "territory", "production": "production",
+    "output": "production", "barrels": "production", "condominium": "property",
+    "condo": "property", "debt": "debt",
+}  # fmt: skip
+_LABEL_WINDOW = 6  # words either side of the figure
+# "up from $15 million", "from $25 million to $50 million", "previously $15 million".
+_EARLIER = re.compile(
+    r"\b(?:from|previous(?:ly)?|earlier|formerly)\s+(?:about\s+|an?\s+)?$", re.IGNORECASE
+)
+_TOKEN = re.compile(r"[\w'’]+")
+
+
+@dataclass(frozen=True)
+class Figure:
+    kind: str  # money, count, percent or duration
+    value: Decimal  # in base units: 50000000 for "$50 million"
+    unit: str  # USD/EUR/GBP, the thing counted, "%", or years/months/weeks/days
+    text: str  # as printed: "$50 million"
+    label: str  # what it is about ("reward"), or "" when nothing nearby says
+    sentence: str
+    # Named as the value before another ("to $25 million, up from $15 million").
+    earlier: bool = False
+
+
+def figures_in(text: str) -> list[Figure]:
+    """Every figure in `text`, sentence by sentence, in reading order."""
+    found: list[Figure] = []
+    for sentence in sentences(text):
+        found.extend(_figures_in_sentence(sentence))
+    return found
+
+
+def _figures_in_sentence(sentence: str) -> list[Figure]:
+    spans: list[tuple[int, int, str, Decimal, str]] = []
+
+    def free(start: int, end: int) -> bool:
+        return all(end <= s or start >= e for s, e, *_ in spans)
+
+    for found in (*_MONEY_SIGN.finditer(sentence), *_MONEY_WORD.finditer(sentence)):
+        value = _value(found["num"], found["scale"])
+        currency = found["cur"].strip().lower()
+        unit = _CURRENCY_SIGNS.get(currency) or _CURRENCY_WORDS.get(currency, "USD")
+        if value is not None and free(found.start(), found.end()):
+            spans.append((found.start(), found.end(), MONEY, value, unit))
+    for found in _PERCENT.finditer(sentence):
+        value = _value(found["num"], None)
+        if value is not None and free(found.start(), found.end()):
+            spans.append((found.start(), found.end(), PERCENT, value, "%"))
+    for found in _DURATION.finditer(sentence):
+        value = _value(found["num"], None)
+        unit = _DURATION_UNITS[_singular(found["unit"].lower())]
+        if value is not None and free(found.start(), found.end()):
+            spans.append((found.start(), found.end(), DURATION, value, unit))
+    for found in _COUNT.finditer(sentence):
+        noun = found["noun"]
+        if noun.lower() in _NOT_COUNTED or not _countable(sentence, found):
+            continue
+        value = _value(found["num"], found["scale"])
+        if value is not None and free(found.start(), found.end()):
+            spans.append((found.start(), found.end(), COUNT, value, noun.lower()))
+    spans.sort()
+    return [
+        Figure(
+            kind,
+            value,
+            unit,
+            sentence[start:end],
+            unit if kind == COUNT else _label(sentence, start, end, kind),
+            sentence,
+            bool(_EARLIER.search(sentence[:start])),
+        )
+        for start, end, kind, value, unit in spans
+    ]
+
+
+def _countable(sentence: str, found: re.Match[str]) -> bool:
+    number = found["num"]
+    before = sentence[: found.start()]
+    if _MONTHS.search(before):  # "Aug. 14 investors" is a date, not a count
+        return False
+    # A bare four-digit year ("in 2020 prosecutors") counts nothing.
+    return not re.fullmatch(r"(?:1[89]|2[01])\d\d", number)
+
+
+def _singular(unit: str) -> str:
+    for singular in _DURATION_UNITS:
+        if unit == singular or unit.rstrip("s") == singular or unit.startswith(singular):
+            return singular
+    return unit.rstrip("s")
+
+
+def _value(number: str, scale: str | None) -> Decimal | None:
+    text = number.lower().replace(",", "")
+    if text.startswith("a "):
+        text = text[2:]
+    try:
+        if "-" in text:
+            tens, ones = text.split("-", 1)
+            base = Decimal(_WORD_NUMBERS[tens] + _WORD_NUMBERS[ones])
+        elif text in _WORD_NUMBERS:
+            base = Decimal(_WORD_NUMBERS[text])
+        else:
+            base = Decimal(text)
+    except (KeyError, InvalidOperation):
+        return None
+    if scale:
+        base *= _SCALES[scale.lower()]
+    return Decimal(int(base)) if base == base.to_integral() else base.normalize()
+
+
+# Labels that only ever describe one kind of figure: a prison "sentence" is a duration, a
+# share of "territory" a percentage; the rest are sums of money.
+_LABEL_KINDS = {
+    "sentence": DURATION,
+    "territory": PERCENT,
+    "growth": PERCENT,
+    "production": PERCENT,
+}
+
+
+def _fits(label: str, kind: str) -> bool:
+    return bool(label) and _LABEL_KINDS.get(label, MONEY) == kind
+
+
+def _label(sentence: str, start: int, end: int, kind: str) -> str:
+    """The label word nearest to the figure within a few words (after it, on a tie); else
+    the sentence's only label, however far ("raised its reward for information leading to
+    the arrest of ... to $25 million"). Only labels that fit the kind of figure count."""
+    before = [w.lower() for w in _TOKEN.findall(sentence[:start])]
+    after = [w.lower() for w in _TOKEN.findall(sentence[end:])]
+    for distance in range(_LABEL_WINDOW):
+        for words, index in ((after, distance), (before, len(before) - 1 - distance)):
+            if 0 <= index < len(words) and _fits(_LABELS.get(words[index], ""), kind):
+                return _LABELS[words[index]]
+    labels = {_LABELS[word] for word in before + after if _fits(_LABELS.get(word, ""), kind)}
+    return labels.pop() if len(labels) == 1 else ""
+
+
+def format_value(kind: str, value: Decimal, unit: str) -> str:
+    """A figure written back the way news writes it: "$50 million", "600 investors", "60%"."""
+    if kind == MONEY:
+        sign = {"USD": "$", "EUR": "€", "GBP": "£"}.get(unit, unit + " ")
+        for size, word in ((10**12, "trillion"), (10**9, "billion"), (10**6, "million")):
+            if abs(value) >= size:
+                return f"{sign}{_plain(value / size)} {word}"
+        return f"{sign}{value:,.0f}" if value == value.to_integral() else f"{sign}{value:,.2f}"
+    if kind == PERCENT:
+        return f"{_plain(value)}%"
+    if kind == DURATION:
+        return f"{_plain(value)} {unit if value != 1 else unit.rstrip('s')}"
+    return f"{_plain(value)} {unit}"
+
+
+def _plain(value: Decimal) -> str:
+    text = f"{value:,f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -1,0 +1,47 @@
+"""Splitting news text into sentences, for figures, names and summaries. Pure functions.
+
+News copy is full of periods that end nothing: "U.S.", "Jr.", "Aug. 14", "St. Louis", "$1.3
+million". A sentence ends at `.`, `!` or `?` (and closing quotes) followed by a space and a
+capital letter, a digit or an opening quote, unless the word before the period is one of those.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ABBREVIATIONS_TEXT = """
+    mr mrs ms dr prof gen sen rep gov lt col sgt capt cmdr adm maj st jr sr inc corp co ltd no
+    vs etc jan feb mar apr jun jul aug sep sept oct nov dec mt ft ave blvd dept univ approx
+    est fig pres gob
+"""
+_ABBREVIATIONS = frozenset(_ABBREVIATIONS_TEXT.split())
+_END = re.compile(r"""([.!?]+["'”’)\]]*)\s+(?=["'“‘(\[]?[A-Z0-9ÁÉÍÓÚÑ¿¡])""")
+_WORD_BEFORE = re.compile(r"(\S+)$")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of `text`, in order, each stripped; empty input gives none."""
+    found: list[str] = []
+    start = 0
+    for end in _END.finditer(text):
+        candidate = text[start : end.end(1)]
+        last = _WORD_BEFORE.search(text[start : end.start(1)])
+        word = last.group(1) if last else ""
+        if end.group(1) == "." and _keeps_going(word):
+            continue
+        if candidate.strip():
+            found.append(candidate.strip())
+        start = end.end()
+    rest = text[start:].strip()
+    if rest:
+        found.append(rest)
+    return found
+
+
+def _keeps_going(word: str) -> bool:
+    """Whether a period after `word` is an abbreviation's, not a sentence's end."""
+    bare = word.strip("(\"'“‘").rstrip(".")
+    if bare.lower() in _ABBREVIATIONS:
+        return True
+    # Initials and dotted acronyms: "J.", "U.S", "U.N", "a.m".
+    return bool(re.fullmatch(r"(?:[A-Za-z]\.)*[A-Za-z]", bare))

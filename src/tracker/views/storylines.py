@@ -1,0 +1,417 @@
+"""The storylines view: which articles belong to which storyline, and why.
+
+An article is a member when its user pinned it (curation), or when the rules in force match it
+and its user did not exclude it. The rules in force are the ones the log last recorded: a
+`storyline.defined` with new rules re-matches every article seen so far, so a view of the past
+(built from a prefix of the log) applies the rules of the past.
+
+The projector keeps its own folded copy of each article's text (`storyline_texts`), since it
+may not read another view's tables and a change of rules needs every article again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from tracker.config import StorylineRules
+from tracker.database import upsert
+from tracker.events.articles import ArticlePublished, ArticleRevised
+from tracker.events.storylines import (
+    ArticleExcluded,
+    ArticleIncluded,
+    CurationCleared,
+    StorylineDefined,
+    StorylineRemoved,
+)
+from tracker.matching import fold_texts, match_folded
+from tracker.projection import (
+    Batch,
+    Projector,
+    Views,
+    ViewTable,
+    rows_by,
+    utc,
+)
+
+INCLUDE = "include"
+EXCLUDE = "exclude"
+BY_RULES = "rules"
+BY_CURATION = "curation"
+_SCAN_CHUNK = 2_000
+
+
+def _storyline_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("storyline_id", sa.String(64), nullable=False),
+        sa.Column("title", sa.Text(), nullable=False),
+        sa.Column("rules", sa.Text(), nullable=False),  # JSON {"all": [], "any": [], "none": []}
+        sa.Column("defined_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("defined_position", sa.BigInteger(), nullable=False),
+        sa.Column("removed_at", sa.DateTime(timezone=True)),
+    ]
+
+
+def _text_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("article_id", sa.String(200), nullable=False),
+        sa.Column("title", sa.Text(), nullable=False),
+        sa.Column("folded", sa.Text(), nullable=False),  # title | summary | content, folded
+    ]
+
+
+def _curation_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("storyline_id", sa.String(64), nullable=False),
+        sa.Column("article_id", sa.String(200), nullable=False),
+        sa.Column("action", sa.String(16), nullable=False),  # include or exclude
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+    ]
+
+
+def _member_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("storyline_id", sa.String(64), nullable=False),
+        sa.Column("article_id", sa.String(200), nullable=False),
+        sa.Column("matched_by", sa.String(16), nullable=False),  # rules or curation
+        sa.Column("terms", sa.Text(), nullable=False),  # JSON list of the terms found
+        sa.Column("curation_position", sa.BigInteger()),  # the event that pinned it
+        sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+    ]
+
+
+STORYLINES = ViewTable("storylines", _storyline_columns, ("storyline_id",))
+TEXTS = ViewTable("storyline_texts", _text_columns, ("article_id",))
+CURATION = ViewTable(
+    "storyline_curation", _curation_columns, ("storyline_id", "article_id"), (("article_id",),)
+)
+MEMBERS = ViewTable(
+    "storyline_articles", _member_columns, ("storyline_id", "article_id"), (("article_id",),)
+)
+
+
+@dataclass(frozen=True)
+class Story:
+    storyline_id: str
+    rules: StorylineRules
+    active: bool
+
+
+def rules_of(text: str) -> StorylineRules:
+    value = json.loads(text)
+    return StorylineRules(tuple(value["all"]), tuple(value["any"]), tuple(value["none"]))
+
+
+def _rules_text(typed: StorylineDefined) -> str:
+    return json.dumps(
+        {"all": list(typed.all), "any": list(typed.any), "none": list(typed.none)},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+
+
+def membership(
+    rules: StorylineRules, action: str | None, folded: str | None, curation_position: int | None
+) -> dict[str, Any] | None:
+    """The member row's evidence for one article, or None when it is not a member."""
+    if action == EXCLUDE:
+        return None
+    found = match_folded(rules, folded) if folded is not None else None
+    terms = json.dumps(list(found.terms) if found else [], ensure_ascii=False)
+    if action == INCLUDE:
+        return {"matched_by": BY_CURATION, "terms": terms, "curation_position": curation_position}
+    if found is None:
+        return None
+    return {"matched_by": BY_RULES, "terms": terms, "curation_position": None}
+
+
+class StorylinesProjector(Projector):
+    name = "storylines"
+    version = 1
+    tables = (STORYLINES, TEXTS, CURATION, MEMBERS)
+    handles = frozenset(
+        {
+            ArticlePublished.TYPE,
+            ArticleRevised.TYPE,
+            StorylineDefined.TYPE,
+            StorylineRemoved.TYPE,
+            ArticleIncluded.TYPE,
+            ArticleExcluded.TYPE,
+            CurationCleared.TYPE,
+        }
+    )
+
+    def apply(self, views: Views, batch: Batch) -> None:
+        stories = _stories(views)
+        run: list[tuple[Any, Any]] = []
+        for event, typed in batch:
+            if isinstance(typed, ArticlePublished | ArticleRevised):
+                run.append((event, typed))
+                continue
+            _articles(views, stories, run)
+            run = []
+            if isinstance(typed, StorylineDefined):
+                _define(views, stories, event, typed)
+            elif isinstance(typed, StorylineRemoved):
+                _remove(views, stories, event, typed)
+            else:
+                _curate(views, stories, event, typed)
+        _articles(views, stories, run)
+
+    def changes(self, old: Views, new: Views) -> list[str]:
+        """Per storyline, the articles the rebuild added and removed, with their titles."""
+        before, after = _members(old), _members(new)
+        titles = {**_titles(old), **_titles(new)}
+        lines = []
+        for storyline_id in sorted(set(before) | set(after)):
+            was, now = before.get(storyline_id, set()), after.get(storyline_id, set())
+            added, removed = sorted(now - was), sorted(was - now)
+            if not added and not removed:
+                continue
+            lines.append(
+                f"{storyline_id}: {len(added)} article(s) added, {len(removed)} removed "
+                f"({len(now)} now)"
+            )
+            lines += [f"  + {titles.get(a, a)} ({a})" for a in added]
+            lines += [f"  - {titles.get(a, a)} ({a})" for a in removed]
+        return lines
+
+
+def _stories(views: Views) -> dict[str, Story]:
+    table = views["storylines"]
+    return {
+        row.storyline_id: Story(row.storyline_id, rules_of(row.rules), row.removed_at is None)
+        for row in views.connection.execute(sa.select(table).order_by(table.c.storyline_id))
+    }
+
+
+def _articles(views: Views, stories: dict[str, Story], run: list[tuple[Any, Any]]) -> None:
+    """Store the texts of a run of article events and match them against every storyline,
+    event by event, so that where a batch ends never changes the result."""
+    if not run:
+        return
+    connection = views.connection
+    ids = {typed.article_id for _, typed in run}
+    texts: dict[str, dict[str, Any]] = {}
+    curation = {
+        (row["storyline_id"], row["article_id"]): row
+        for row in rows_by(connection, views["storyline_curation"], "article_id", ids)
+    }
+    before = {
+        (row["storyline_id"], row["article_id"]): row
+        for row in rows_by(connection, views["storyline_articles"], "article_id", ids)
+    }
+    members = dict(before)
+    active = [story for _, story in sorted(stories.items()) if story.active]
+    for event, typed in run:
+        article_id = typed.article_id
+        folded = fold_texts((typed.title_text, typed.summary_text, typed.content_text))
+        texts[article_id] = {"article_id": article_id, "title": typed.title_text, "folded": folded}
+        for story in active:
+            key = (story.storyline_id, article_id)
+            _update(members, key, story, folded, curation.get(key), utc(event.recorded_at))
+    upsert(connection, views["storyline_texts"], [texts[a] for a in sorted(texts)], ("article_id",))
+    _write_members(views, before, members)
+
+
+def _update(
+    members: dict[tuple[str, str], dict[str, Any]],
+    key: tuple[str, str],
+    story: Story,
+    folded: str | None,
+    curated: dict[str, Any] | None,
+    at: Any,
+) -> None:
+    """One (storyline, article)'s membership after an event at `at`: a member keeps the time
+    it joined while its evidence changes."""
+    now = membership(
+        story.rules,
+        curated["action"] if curated else None,
+        folded,
+        curated["position"] if curated else None,
+    )
+    old = members.get(key)
+    if now is None:
+        members.pop(key, None)
+    elif old is None or any(old[k] != v for k, v in now.items()):
+        since = old["since"] if old is not None else at
+        members[key] = {"storyline_id": key[0], "article_id": key[1], "since": since, **now}
+
+
+def _write_members(
+    views: Views,
+    before: dict[tuple[str, str], dict[str, Any]],
+    after: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    table = views["storyline_articles"]
+    for storyline_id, article_id in sorted(set(before) - set(after)):
+        views.connection.execute(
+            sa.delete(table).where(
+                table.c.storyline_id == storyline_id, table.c.article_id == article_id
+            )
+        )
+    changed = [after[key] for key in sorted(after) if before.get(key) != after[key]]
+    upsert(views.connection, table, changed, ("storyline_id", "article_id"))
+
+
+def _settle(
+    views: Views,
+    cases: Iterable[tuple[Story, str, str | None, dict[str, Any] | None]],
+    members: dict[tuple[str, str], dict[str, Any]],
+    at: Any,
+) -> None:
+    """Write each (storyline, article)'s membership as it stands after one event at `at`;
+    `members` holds the current member rows of every case."""
+    after = dict(members)
+    for story, article_id, folded, curated in cases:
+        _update(after, (story.storyline_id, article_id), story, folded, curated, at)
+    _write_members(views, members, after)
+
+
+def _define(views: Views, stories: dict[str, Story], event: Any, typed: StorylineDefined) -> None:
+    table = views["storylines"]
+    rules_text = _rules_text(typed)
+    rules = rules_of(rules_text)
+    previous = stories.get(typed.storyline_id)
+    at = utc(event.recorded_at)
+    upsert(
+        views.connection,
+        table,
+        [
+            {
+                "storyline_id": typed.storyline_id,
+                "title": typed.title,
+                "rules": rules_text,
+                "defined_at": at,
+                "defined_position": event.position,
+                "removed_at": None,
+            }
+        ],
+        ("storyline_id",),
+    )
+    story = Story(typed.storyline_id, rules, True)
+    stories[typed.storyline_id] = story
+    if previous is not None and previous.active and previous.rules == rules:
+        return  # a new title only
+    _rematch(views, story, at)
+
+
+def _remove(views: Views, stories: dict[str, Story], event: Any, typed: StorylineRemoved) -> None:
+    table = views["storylines"]
+    views.connection.execute(
+        sa.update(table)
+        .where(table.c.storyline_id == typed.storyline_id)
+        .values(removed_at=utc(event.recorded_at))
+    )
+    members = views["storyline_articles"]
+    views.connection.execute(sa.delete(members).where(members.c.storyline_id == typed.storyline_id))
+    previous = stories.get(typed.storyline_id)
+    if previous is not None:
+        stories[typed.storyline_id] = Story(previous.storyline_id, previous.rules, False)
+
+
+def _rematch(views: Views, story: Story, at: Any) -> None:
+    """Match every article seen so far against a storyline's new rules."""
+    connection = views.connection
+    curation_table, members_table = views["storyline_curation"], views["storyline_articles"]
+    curation = {
+        row.article_id: dict(row._mapping)
+        for row in connection.execute(
+            sa.select(curation_table).where(curation_table.c.storyline_id == story.storyline_id)
+        )
+    }
+    members = {
+        (story.storyline_id, row.article_id): dict(row._mapping)
+        for row in connection.execute(
+            sa.select(members_table).where(members_table.c.storyline_id == story.storyline_id)
+        )
+    }
+    seen: set[str] = set()
+    for chunk in _all_texts(views):
+        ids = {article_id for article_id, _ in chunk}
+        seen |= ids
+        _settle(
+            views,
+            ((story, article_id, folded, curation.get(article_id)) for article_id, folded in chunk),
+            {k: v for k, v in members.items() if k[1] in ids},
+            at,
+        )
+    # Pinned articles whose text the view never saw (their first sight precedes the log).
+    unseen = set(curation) - seen
+    _settle(
+        views,
+        ((story, a, None, curation[a]) for a in sorted(unseen)),
+        {k: v for k, v in members.items() if k[1] in unseen},
+        at,
+    )
+
+
+def _all_texts(views: Views) -> Iterator[list[tuple[str, str]]]:
+    """Every stored text, in article order, a chunk at a time (keyset: flat cost per chunk)."""
+    table = views["storyline_texts"]
+    after = ""
+    while True:
+        chunk = [
+            (row.article_id, row.folded)
+            for row in views.connection.execute(
+                sa.select(table.c.article_id, table.c.folded)
+                .where(table.c.article_id > after)
+                .order_by(table.c.article_id)
+                .limit(_SCAN_CHUNK)
+            )
+        ]
+        if not chunk:
+            return
+        yield chunk
+        after = chunk[-1][0]
+
+
+def _curate(views: Views, stories: dict[str, Story], event: Any, typed: Any) -> None:
+    connection = views.connection
+    table = views["storyline_curation"]
+    key = (typed.storyline_id, typed.article_id)
+    delete_where = sa.and_(table.c.storyline_id == key[0], table.c.article_id == key[1])
+    connection.execute(sa.delete(table).where(delete_where))
+    curated = None
+    if not isinstance(typed, CurationCleared):
+        curated = {
+            "storyline_id": key[0],
+            "article_id": key[1],
+            "action": INCLUDE if isinstance(typed, ArticleIncluded) else EXCLUDE,
+            "recorded_at": utc(event.recorded_at),
+            "position": event.position,
+        }
+        connection.execute(sa.insert(table), [curated])
+    story = stories.get(typed.storyline_id)
+    if story is None or not story.active:
+        return  # kept: it applies if the storyline is defined again
+    text = rows_by(connection, views["storyline_texts"], "article_id", [typed.article_id])
+    members_table = views["storyline_articles"]
+    members = {
+        (row["storyline_id"], row["article_id"]): row
+        for row in rows_by(connection, members_table, "article_id", [typed.article_id])
+    }
+    folded = text[0]["folded"] if text else None
+    _settle(views, [(story, typed.article_id, folded, curated)], members, utc(event.recorded_at))
+
+
+def _members(views: Views) -> dict[str, set[str]]:
+    table = views["storyline_articles"]
+    found: dict[str, set[str]] = {}
+    for row in views.connection.execute(sa.select(table.c.storyline_id, table.c.article_id)):
+        found.setdefault(row.storyline_id, set()).add(row.article_id)
+    return found
+
+
+def _titles(views: Views) -> dict[str, str]:
+    table = views["storyline_texts"]
+    members = views["storyline_articles"]
+    query = sa.select(table.c.article_id, table.c.title).where(
+        table.c.article_id.in_(sa.select(members.c.article_id))
+    )
+    return {row.article_id: row.title for row in views.connection.execute(query)}

@@ -1,0 +1,337 @@
+"""The projector framework on both databases: exactly once, replay equals catch-up in any
+chunking, deterministic whatever the hash seed, atomic swap under a reader, crash safety."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from helpers import REPO_ROOT, clean_env, run_tracker
+from histories import ESSEQUIBO, RandomHistory, append, dump, published
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tracker.database import create_engine, ensure_schema
+from tracker.events.storylines import StorylineDefined
+from tracker.eventstore import EventStore
+from tracker.projection import catch_up, read_checkpoints, replay
+from tracker.schema import projections
+from tracker.views import PROJECTORS
+
+WORKERS = Path(__file__).parent / "workers"
+
+
+# The feeds view's columns: feed_id first, article_count tenth.
+ARTICLE_COUNT = 9
+
+
+def test_catch_up_applies_each_event_once_and_passes_over_the_rest(store: EventStore) -> None:
+    history = RandomHistory(seed=1, size=60)
+    append(store, history.events)
+    report = catch_up(store, PROJECTORS)
+    assert report.head == store.head_position()
+    first = dump(store)
+    # Nothing new: a second catch-up changes nothing, and every checkpoint is at the head.
+    again = catch_up(store, PROJECTORS)
+    assert again.applied == 0
+    assert dump(store) == first
+    checkpoints = read_checkpoints(store.engine)
+    assert {c.position for c in checkpoints.values()} == {store.head_position()}
+    # Each publication counted once per feed it was seen in.
+    published_events = [e for e in store.read_all() if e.event_type == "article.published"]
+    assert sum(row[ARTICLE_COUNT] for row in first["feeds"]) >= len(published_events)
+    assert len(first["articles"]) == len(published_events)
+
+
+def test_replay_gives_the_same_views_as_catch_up_and_as_another_replay(store: EventStore) -> None:
+    history = RandomHistory(seed=7, size=150)
+    half = len(history.events) // 2
+    append(store, history.events[:half])
+    catch_up(store, PROJECTORS, batch_size=13)
+    append(store, history.events[half:])
+    catch_up(store, PROJECTORS, batch_size=29)
+    incremental = dump(store)
+    assert incremental["storyline_articles"], "the history should make some members"
+    replay(store, PROJECTORS, batch_size=50)
+    replayed = dump(store)
+    replay(store, PROJECTORS, batch_size=7)
+    assert replayed == incremental
+    assert dump(store) == replayed
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 10_000),
+    cuts=st.lists(st.integers(1, 40), min_size=1, max_size=6),
+    batch=st.integers(1, 25),
+)
+def test_any_chunking_of_catch_up_equals_one_replay(
+    tmp_path_factory: pytest.TempPathFactory, seed: int, cuts: list[int], batch: int
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path_factory.mktemp('chunks') / 't.db'}")
+    ensure_schema(engine)
+    store = EventStore(engine)
+    try:
+        events = RandomHistory(seed=seed, size=80).events
+        start = 0
+        for cut in cuts:  # append a piece, catch up, append the next ...
+            append(store, events[start : start + cut])
+            start += cut
+            catch_up(store, PROJECTORS, batch_size=batch)
+        if start < len(events):
+            append(store, events[start:])
+        catch_up(store, PROJECTORS, batch_size=batch)
+        incremental = dump(store)
+        replay(store, PROJECTORS)
+        assert dump(store) == incremental
+    finally:
+        engine.dispose()
+
+
+def test_replay_is_the_same_whatever_the_hash_seed(tmp_path: Path) -> None:
+    source = tmp_path / "source.db"
+    engine = create_engine(f"sqlite:///{source}")
+    ensure_schema(engine)
+    store = EventStore(engine)
+    append(store, RandomHistory(seed=3, size=150).events)
+    catch_up(store, PROJECTORS)
+    incremental = dump(store)
+    engine.dispose()
+    dumps = []
+    for seed in ("1", "2", "12345"):
+        copy = tmp_path / f"seed{seed}.db"
+        shutil.copy(source, copy)
+        result = run_tracker(
+            "replay",
+            "--no-config",
+            "--database-url",
+            f"sqlite:///{copy}",
+            env={"PYTHONHASHSEED": seed},
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        replayed = create_engine(f"sqlite:///{copy}")
+        dumps.append(dump(EventStore(replayed)))
+        replayed.dispose()
+    assert dumps[0] == dumps[1] == dumps[2] == incremental
+
+
+def test_replay_reports_what_changed_per_storyline(store: EventStore) -> None:
+    append(store, [ESSEQUIBO])
+    append(
+        store,
+        [
+            published("article-a", "upi-top", "Maduro vows to recover the Essequibo"),
+            published("article-b", "upi-top", "Guyana's election nears"),
+        ],
+    )
+    catch_up(store, PROJECTORS)
+    # New rules, recorded while nothing caught up: the replay makes them take effect.
+    wider = StorylineDefined("essequibo", "Essequibo dispute", any=("Essequibo", "Guyana"))
+    narrower = StorylineDefined("essequibo", "Essequibo dispute", any=("Guyana",))
+    append(store, [wider])
+    report = replay(store, PROJECTORS)
+    assert report.changes == (
+        "essequibo: 1 article(s) added, 0 removed (2 now)",
+        "  + Guyana's election nears (article-b)",
+    )
+    append(store, [narrower])
+    report = replay(store, PROJECTORS)
+    assert report.changes[0] == "essequibo: 0 article(s) added, 1 removed (1 now)"
+    assert replay(store, PROJECTORS).changes == ()
+
+
+def test_replay_drops_the_old_tables_and_points_the_sql_views_at_the_new(
+    store: EventStore,
+) -> None:
+    append(store, [ESSEQUIBO, published("article-a", "upi-top", "Essequibo news")])
+    catch_up(store, PROJECTORS)
+    before = read_checkpoints(store.engine)["storylines"].generation
+    replay(store, PROJECTORS)
+    after = read_checkpoints(store.engine)["storylines"].generation
+    assert after > before
+    with store.engine.connect() as connection:
+        tables = set(sa.inspect(connection).get_table_names())
+        # Another tool reads the plain SQL view, whatever generation is current.
+        titles = connection.execute(sa.text("SELECT title FROM articles")).scalars().all()
+    assert f"storyline_articles__g{after}" in tables
+    assert f"storyline_articles__g{before}" not in tables
+    assert titles == ["Essequibo news"]
+
+
+def test_views_built_by_an_older_projector_are_rebuilt(store: EventStore) -> None:
+    append(store, [ESSEQUIBO, published("article-a", "upi-top", "Essequibo news")])
+    catch_up(store, PROJECTORS)
+    built = dump(store)
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.update(projections).where(projections.c.name == "figures").values(version=0)
+        )
+    report = catch_up(store, PROJECTORS)
+    assert report.rebuilt == ("figures",)
+    assert read_checkpoints(store.engine)["figures"].version == PROJECTORS[3].version
+    assert dump(store) == built
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        cwd=REPO_ROOT,
+    )
+
+
+def test_catch_ups_in_several_processes_at_once_apply_each_event_once(
+    database_url: str, store: EventStore
+) -> None:
+    history = RandomHistory(seed=11, size=400)
+    append(store, history.events)
+    workers = [_spawn(str(WORKERS / "catch_up.py"), database_url) for _ in range(3)]
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+    together = dump(store)
+    replay(store, PROJECTORS)
+    assert dump(store) == together
+
+
+def _big_history(store: EventStore, articles: int) -> None:
+    events = [ESSEQUIBO] + [
+        published(
+            f"article-{n:05d}",
+            "upi-top",
+            f"Essequibo report {n}" if n % 3 else f"Guyana report {n}",
+            "Venezuela's claim to the region grows." if n % 3 else "Its oil output grows.",
+            day=n % 365,
+        )
+        for n in range(articles)
+    ]
+    for start in range(0, len(events), 2000):
+        append(store, events[start : start + 2000])
+
+
+def _generation_tables(store: EventStore, generation: int) -> int:
+    with store.engine.connect() as connection:
+        names = sa.inspect(connection).get_table_names()
+    return sum(name.endswith(f"__g{generation}") for name in names)
+
+
+def test_a_replay_killed_midway_leaves_the_old_views_whole(
+    database_url: str, store: EventStore
+) -> None:
+    _big_history(store, 6000)
+    catch_up(store, PROJECTORS)
+    before = dump(store)
+    checkpoints = read_checkpoints(store.engine)
+    building = max(c.generation for c in checkpoints.values()) + 1
+    replayer = _spawn("-m", "tracker", "replay", "--no-config", "--database-url", database_url)
+    try:
+        deadline = time.monotonic() + 60
+        # Wait until the new tables exist and are being filled, then kill it there.
+        while _generation_tables(store, building) == 0:
+            assert replayer.poll() is None, "the replay ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert replayer.poll() is None, "the replay finished before it could be killed"
+        replayer.send_signal(signal.SIGKILL)
+        replayer.wait(timeout=30)
+    finally:
+        if replayer.poll() is None:
+            replayer.kill()
+        replayer.communicate()
+    assert read_checkpoints(store.engine) == checkpoints
+    assert dump(store) == before
+    story = run_tracker("story", "essequibo", "--json", "--database-url", database_url)
+    assert story.returncode == 0, story.stderr
+    # The next replay succeeds and clears what the dead one left.
+    again = run_tracker("replay", "--no-config", "--database-url", database_url)
+    assert again.returncode == 0, again.stderr
+    assert _generation_tables(store, building) == 0
+    assert dump(store) == before
+
+
+def test_a_catch_up_killed_midway_loses_nothing_and_applies_nothing_twice(
+    database_url: str, store: EventStore
+) -> None:
+    _big_history(store, 6000)
+    worker = _spawn(str(WORKERS / "catch_up.py"), database_url, "50")
+    try:
+        deadline = time.monotonic() + 60
+        while not (0 < read_checkpoints(store.engine).get("storylines", _unbuilt).position):
+            assert worker.poll() is None, "the catch-up ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate()
+    assert read_checkpoints(store.engine)["storylines"].position < store.head_position()
+    catch_up(store, PROJECTORS)
+    resumed = dump(store)
+    assert resumed["feeds"][0][ARTICLE_COUNT] == 6000  # each article counted once
+    replay(store, PROJECTORS)
+    assert dump(store) == resumed
+
+
+class _Unbuilt:
+    position = 0
+
+
+_unbuilt = _Unbuilt()
+
+
+def test_a_reader_during_a_replay_sees_the_old_views_or_the_new(
+    database_url: str, store: EventStore
+) -> None:
+    _big_history(store, 4000)
+    catch_up(store, PROJECTORS)
+    old = {row[1] for row in dump(store)["storyline_articles"]}
+    # New rules that take other members, recorded but not yet applied.
+    append(store, [StorylineDefined("essequibo", "Essequibo dispute", any=("Guyana",))])
+    reader = _spawn(str(WORKERS / "story_reader.py"), database_url, "essequibo", "60")
+    try:
+        assert reader.stdout is not None
+        assert reader.stdout.readline().strip() == "ready"
+        replay(store, PROJECTORS)
+        new = {row[1] for row in dump(store)["storyline_articles"]}
+        time.sleep(0.5)  # let it read the new views too
+    finally:
+        reader.send_signal(signal.SIGTERM)
+        out, err = reader.communicate(timeout=30)
+    assert reader.returncode == 0, err
+    assert old != new
+    seen = [line.split() for line in out.splitlines() if line.strip()]
+    assert len(seen) > 2
+    expected = {(str(len(old)), _digest(old)), (str(len(new)), _digest(new))}
+    assert {tuple(line) for line in seen} <= expected, "a reader saw a half-built view"
+    assert tuple(seen[-1]) == (str(len(new)), _digest(new))
+
+
+def _digest(ids: set[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def test_story_reads_use_the_current_generation_after_many_replays(store: EventStore) -> None:
+    append(store, [ESSEQUIBO, published("article-a", "upi-top", "Essequibo news")])
+    catch_up(store, PROJECTORS)
+    for _ in range(3):
+        replay(store, PROJECTORS)
+    assert [row[1] for row in dump(store)["storyline_articles"]] == ["article-a"]
