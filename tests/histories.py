@@ -141,9 +141,7 @@ class RandomHistory:
                 # The rules change: everything seen so far is matched again.
                 extra = rng.choice([("Guyana",), ("Esequibo",), ()])
                 out.append(
-                    StorylineDefined(
-                        "essequibo", "Essequibo dispute", any=("Essequibo", *extra)
-                    )
+                    StorylineDefined("essequibo", "Essequibo dispute", any=("Essequibo", *extra))
                 )
             elif roll < 0.9:
                 out.append(SKY if rng.random() < 0.7 else REWARD)

@@ -271,7 +271,7 @@ def test_a_catch_up_killed_midway_loses_nothing_and_applies_nothing_twice(
     worker = _spawn(str(WORKERS / "catch_up.py"), database_url, "50")
     try:
         deadline = time.monotonic() + 60
-        while not (0 < read_checkpoints(store.engine).get("storylines", _unbuilt).position):
+        while _position(store, "storylines") == 0:
             assert worker.poll() is None, "the catch-up ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.01)
@@ -289,11 +289,9 @@ def test_a_catch_up_killed_midway_loses_nothing_and_applies_nothing_twice(
     assert dump(store) == resumed
 
 
-class _Unbuilt:
-    position = 0
-
-
-_unbuilt = _Unbuilt()
+def _position(store: EventStore, name: str) -> int:
+    checkpoint = read_checkpoints(store.engine).get(name)
+    return checkpoint.position if checkpoint is not None else 0
 
 
 def test_a_reader_during_a_replay_sees_the_old_views_or_the_new(
