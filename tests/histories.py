@@ -19,6 +19,7 @@ from tracker.events.storylines import (
     ArticleIncluded,
     CurationCleared,
     StorylineDefined,
+    StorylineRemoved,
 )
 from tracker.eventstore import EventStore
 from tracker.projection import Snapshot, read_views
@@ -90,7 +91,7 @@ def revised(article_id: str, feed_id: str, title: str, summary: str = "") -> Art
 def stream_of(event: Any) -> str:
     if isinstance(event, ArticlePublished | ArticleRevised | ArticleSeenInFeed):
         return str(event.article_id)
-    if isinstance(event, StorylineDefined):
+    if isinstance(event, StorylineDefined | StorylineRemoved):
         return f"storyline-{event.storyline_id}"
     if isinstance(event, ArticleIncluded | ArticleExcluded | CurationCleared):
         return f"curation-{event.storyline_id}"

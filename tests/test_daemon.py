@@ -171,3 +171,30 @@ def test_three_daemons_share_one_postgres_without_double_polls(
         assert len(published) == 3 * len(feed_ids)
         assert set(published.values()) == {1}, "an article was published twice"
         assert tracker.verify().ok
+
+
+def test_the_daemon_keeps_the_views_up_to_date_after_each_poll(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/upi"] = Reply(200, rss("upi", items=3))
+    write_config(settings.config_path, feed_server, ["upi"], "1s")
+    with settings.config_path.open("a") as config:
+        config.write("storylines:\n  - {id: essequibo, match: {any: [Essequibo]}}\n")
+    daemon = start_daemon(settings)
+    try:
+        with Tracker(settings) as tracker:
+
+            def caught_up() -> bool:
+                status = tracker.status()
+                return status.head > 0 and all(
+                    p.generation and p.lag == 0 for p in status.projections
+                )
+
+            wait_for(lambda: len(feed_server.requests_to("/upi")) >= 1)
+            wait_for(caught_up)
+            # A new article appears; the next poll records it and the views follow.
+            feed_server.routes["/upi"] = Reply(200, rss("upi", items=4))
+            wait_for(lambda: len(tracker.story("essequibo").articles) == 4)
+    finally:
+        code, err, _ = stop(daemon)
+    assert code == 0, err

@@ -195,11 +195,19 @@ def _name_follows(tokens: list[str], index: int) -> bool:
     return index < len(tokens) and _capitalised(_bare(tokens[index]))
 
 
+_KEEP_PERIOD = _words("Jr. Sr. Mr. Mrs. Ms. Dr. St. Gen. Lt. Col. Capt. Sgt. Sen. Rep. Gov.")
+
+
 def _bare(token: str) -> str:
+    """A token without possessive, trailing punctuation, or a sentence's final period (but
+    "U.S." and "Jr." keep theirs)."""
     for ending in ("'s", "’s", "'", "’"):
         if token.endswith(ending):
             token = token[: -len(ending)]
-    return token.rstrip(",;:") if not token.endswith(".") or len(token) > 4 else token
+    token = token.rstrip(",;:")
+    if token.endswith(".") and token not in _KEEP_PERIOD and "." not in token[:-1]:
+        token = token[:-1]
+    return token
 
 
 def _capitalised(token: str) -> bool:
