@@ -22,7 +22,7 @@ from tracker.events.storylines import (
     StorylineRemoved,
 )
 from tracker.eventstore import EventStore
-from tracker.projection import Snapshot, read_views
+from tracker.reading import Snapshot, read_views
 from tracker.views import PROJECTORS
 
 ESSEQUIBO = StorylineDefined(

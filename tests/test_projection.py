@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from tracker.database import create_engine, ensure_schema
 from tracker.events.storylines import StorylineDefined
 from tracker.eventstore import EventStore
-from tracker.projection import catch_up, read_checkpoints, replay
+from tracker.projection import catch_up, read_checkpoints
+from tracker.rebuild import replay
 from tracker.schema import projections
 from tracker.views import PROJECTORS
 
@@ -333,3 +334,81 @@ def test_story_reads_use_the_current_generation_after_many_replays(store: EventS
     for _ in range(3):
         replay(store, PROJECTORS)
     assert [row[1] for row in dump(store)["storyline_articles"]] == ["article-a"]
+
+
+def test_one_replay_at_a_time_and_catch_ups_leave_its_projections_alone(
+    database_url: str, store: EventStore
+) -> None:
+    _big_history(store, 15000)
+    catch_up(store, PROJECTORS)
+    before = dump(store)
+    building = max(c.generation for c in read_checkpoints(store.engine).values()) + 1
+    first = _spawn("-m", "tracker", "replay", "--no-config", "--database-url", database_url)
+    try:
+        deadline = time.monotonic() + 60
+        while _generation_tables(store, building) == 0:
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        # A catch-up meanwhile skips what the replay is rebuilding, and says so.
+        append(store, [published("article-new", "upi-top", "Essequibo: one more", day=3)])
+        report = catch_up(store, PROJECTORS)
+        assert "storylines" in report.skipped
+        second = run_tracker("replay", "--no-config", "--database-url", database_url)
+        assert first.poll() is None, "the first replay ended too soon to test this"
+        assert second.returncode == 1
+        assert "being rebuilt by another replay" in second.stderr
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    after = dump(store)
+    assert len(after["articles"]) == len(before["articles"]) + 1  # the swap applied it
+    assert catch_up(store, PROJECTORS).applied == 0
+
+
+def test_views_built_by_a_newer_tracker_are_refused_not_overwritten(store: EventStore) -> None:
+    from tracker.errors import SchemaError
+
+    append(store, [ESSEQUIBO, published("article-a", "upi-top", "Essequibo news")])
+    catch_up(store, PROJECTORS)
+    with store.engine.begin() as connection:
+        connection.execute(
+            sa.update(projections).where(projections.c.name == "articles").values(version=99)
+        )
+    append(store, [published("article-b", "upi-top", "Essequibo again", day=2)])
+    with pytest.raises(SchemaError, match="built by a newer tracker"):
+        catch_up(store, PROJECTORS)
+    with pytest.raises(SchemaError, match="built by a newer tracker"):
+        replay(store, PROJECTORS)
+    assert read_checkpoints(store.engine)["articles"].version == 99
+
+
+def test_a_users_own_view_on_ours_survives_a_replay(store: EventStore) -> None:
+    append(store, [ESSEQUIBO, published("article-a", "upi-top", "Essequibo news")])
+    catch_up(store, PROJECTORS)
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE VIEW my_report AS SELECT storyline_id, count(*) AS n "
+            "FROM storyline_articles GROUP BY storyline_id"
+        )
+    replay(store, PROJECTORS)
+    with store.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT storyline_id, n FROM my_report").all()
+    assert [tuple(row) for row in rows] == [("essequibo", 1)]
+
+
+def test_replaying_one_projection_leaves_every_view_at_the_same_position(
+    settings: object, store: EventStore
+) -> None:
+    from tracker.service import Tracker
+
+    append(store, [ESSEQUIBO, published("article-a", "upi-top", "Essequibo news")])
+    with Tracker(settings) as tracker:  # type: ignore[arg-type]
+        tracker.catch_up()
+        append(tracker.store, [published("article-b", "upi-top", "Essequibo again", day=2)])
+        tracker.replay(["storylines"])
+        status = tracker.status()
+        assert {p.lag for p in status.projections} == {0}
+        assert [a.id for a in tracker.story("essequibo").articles] == ["article-a", "article-b"]

@@ -33,16 +33,21 @@ def upgrade() -> None:
         sa.Column("next_generation", sa.Integer(), nullable=False),
         sa.Column("built_at", sa.DateTime(timezone=True)),
         sa.Column("updated_at", sa.DateTime(timezone=True)),
+        sa.Column("rebuilding_by", sa.String(100)),
+        sa.Column("rebuilding_until", sa.DateTime(timezone=True)),
         sa.PrimaryKeyConstraint("name", name="pk_projections"),
     )
 
 
 def downgrade() -> None:
-    # The views and their tables go with the table that names them.
+    # The views and their tables go with the table that names them; views of other names, a
+    # user's own among them, are left alone.
     inspector = sa.inspect(op.get_bind())
+    generations = [t for t in inspector.get_table_names() if _GENERATION_TABLE.match(t)]
+    ours = {table.rsplit("__g", 1)[0] for table in generations}
     for view in inspector.get_view_names():
-        op.execute(sa.text(f'DROP VIEW "{view}"'))
-    for table in inspector.get_table_names():
-        if _GENERATION_TABLE.match(table):
-            op.drop_table(table)
+        if view in ours:
+            op.execute(sa.text(f'DROP VIEW "{view}"'))
+    for table in generations:
+        op.drop_table(table)
     op.drop_table("projections")

@@ -391,6 +391,20 @@ class EventStore:
         """The last position, read on the caller's connection."""
         return connection.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0
 
+    def read_streams(
+        self, stream_ids: Sequence[str], until_position: int | None = None
+    ) -> list[RecordedEvent]:
+        """Every event of these streams (up to `until_position`), in position order."""
+        found: list[RecordedEvent] = []
+        with storage_errors(self._engine), self._engine.connect() as connection:
+            for start in range(0, len(stream_ids), _ID_LOOKUP_CHUNK):
+                chunk = list(stream_ids[start : start + _ID_LOOKUP_CHUNK])
+                query = sa.select(*self._envelope).where(events.c.stream_id.in_(chunk))
+                if until_position is not None:
+                    query = query.where(events.c.position <= until_position)
+                found.extend(recorded_event(row) for row in connection.execute(query))
+        return sorted(found, key=lambda event: event.position)
+
     def read_stream(
         self, stream_id: str, from_version: int = 1, *, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> Iterator[RecordedEvent]:

@@ -6,31 +6,30 @@ runs it in batches, each one transaction that writes the view rows and advances 
 never applies an event twice (issue #4, point 3). Catch-up locks the projections' rows first,
 so several daemons sharing one PostgreSQL never apply the same batch twice either.
 
-The view tables of a projection belong to a *generation*: `feeds__g3`, `articles__g3`, ...
-`replay` fills a new generation beside the one readers use, then in one transaction points the
-projection at it (and the plain SQL views `feeds`, `articles`, ... that other tools read), and
-only then drops the old tables. A reader reads the pointer and the tables in one snapshot, so it
-sees the old views or the new ones, never a half-built one; a replay that dies leaves the old
-views as they were, and its half-built tables are dropped by the next replay that succeeds.
+The view tables of a projection belong to a *generation*: `feeds__g3`, `articles__g3`, ...;
+plain SQL views with the logical names (`feeds`, `articles`) point at the current one for other
+tools. Rebuilding fills a new generation and swaps it in (tracker.rebuild); readers read the
+pointer and the tables in one snapshot (tracker.reading).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-import time
+import socket
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import StaticPool
 
-from tracker.database import WRITE, describe, insert_missing, storage_errors
+from tracker.database import WRITE, insert_missing, storage_errors
 from tracker.encoding import stored_time
 from tracker.errors import SchemaError, StorageError
 from tracker.eventstore import EventStore
@@ -39,15 +38,12 @@ from tracker.schema import projections
 
 log = logging.getLogger(__name__)
 
-# Events per transaction. Catch-up keeps each transaction short, so polls are not held up;
-# a replay fills tables nobody reads yet, so it takes bigger steps.
+# Events per catch-up transaction: short, so that polls are not held up behind one.
 CATCH_UP_BATCH = 2_000
-REPLAY_BATCH = 5_000
-# How often a reader starts again when a replay dropped the old tables under it (PostgreSQL
-# resolves table names outside the reader's snapshot).
-_READ_ATTEMPTS = 4
+# How long a PostgreSQL swap or drop waits for another session's lock on a view table (a tool
+# holding a transaction open) before it gives up, rather than stall every catch-up behind it.
+VIEW_LOCK_TIMEOUT_MS = 30_000
 
-T = TypeVar("T")
 Batch = Sequence[tuple[RecordedEvent, Any]]  # each event with its typed (decoded) form
 Progress = Callable[[int], None]  # called with the number of events applied since last call
 
@@ -161,9 +157,14 @@ class Checkpoint:
     version: int
     built_at: datetime | None
     updated_at: datetime | None
+    rebuilding_by: str | None = None  # a replay under way, while its lease lasts
+
+    @property
+    def built(self) -> bool:
+        return self.generation > 0
 
 
-def _checkpoint(row: sa.Row[Any]) -> Checkpoint:
+def checkpoint_of(row: sa.Row[Any]) -> Checkpoint:
     return Checkpoint(
         row.name,
         row.generation,
@@ -171,10 +172,41 @@ def _checkpoint(row: sa.Row[Any]) -> Checkpoint:
         row.version,
         stored_time(row.built_at) if row.built_at is not None else None,
         stored_time(row.updated_at) if row.updated_at is not None else None,
+        row.rebuilding_by if rebuilding(row, now()) else None,
     )
 
 
-def _ensure_rows(connection: sa.Connection, names: Iterable[str]) -> None:
+def rebuilding(row: sa.Row[Any], moment: datetime) -> bool:
+    """Whether a replay holds this projection now: its lease has not run out, and its process
+    is not known to be dead (one of this machine's that was killed frees it at once)."""
+    return (
+        row.rebuilding_by is not None
+        and row.rebuilding_until is not None
+        and stored_time(row.rebuilding_until) > moment
+        and _alive(row.rebuilding_by) is not False
+    )
+
+
+def replay_owner() -> str:
+    """Who a replay is, as its lease names it: host, process id, and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _alive(owner: str) -> bool | None:
+    """Whether the process named by `owner` runs; None when it is another machine's."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return None
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, alive
+    return True
+
+
+def ensure_rows(connection: sa.Connection, names: Iterable[str]) -> None:
     rows = [
         {"name": name, "generation": 0, "position": 0, "version": 0, "next_generation": 1}
         for name in names
@@ -182,7 +214,7 @@ def _ensure_rows(connection: sa.Connection, names: Iterable[str]) -> None:
     insert_missing(connection, projections, rows)
 
 
-def _lock(connection: sa.Connection, names: Sequence[str]) -> dict[str, sa.Row[Any]]:
+def lock_rows(connection: sa.Connection, names: Sequence[str]) -> dict[str, sa.Row[Any]]:
     """The projections' rows, locked until the transaction ends. Always in name order, so two
     processes locking overlapping sets cannot deadlock."""
     query = (
@@ -197,11 +229,11 @@ def _lock(connection: sa.Connection, names: Sequence[str]) -> dict[str, sa.Row[A
 
 def read_checkpoints(engine: Engine) -> dict[str, Checkpoint]:
     with storage_errors(engine), engine.connect() as connection:
-        return {row.name: _checkpoint(row) for row in connection.execute(sa.select(projections))}
+        return {row.name: checkpoint_of(row) for row in connection.execute(sa.select(projections))}
 
 
 @contextmanager
-def _write(engine: Engine) -> Iterator[sa.Connection]:
+def writing(engine: Engine) -> Iterator[sa.Connection]:
     with storage_errors(engine), engine.connect() as connection:
         connection = connection.execution_options(**WRITE)
         with connection.begin():
@@ -211,17 +243,17 @@ def _write(engine: Engine) -> Iterator[sa.Connection]:
 # -- applying --------------------------------------------------------------------------------
 
 
-def _decoded(events: Iterable[RecordedEvent]) -> list[tuple[RecordedEvent, Any]]:
+def decoded(events: Iterable[RecordedEvent]) -> list[tuple[RecordedEvent, Any]]:
     from tracker.events import decode
 
     return [(event, decode(event)) for event in events]
 
 
-def _handled(projectors: Iterable[Projector]) -> list[str]:
+def handled(projectors: Iterable[Projector]) -> list[str]:
     return sorted({kind for projector in projectors for kind in projector.handles})
 
 
-def _apply(
+def apply_batch(
     projectors: Sequence[Projector],
     views: Mapping[str, Views],
     batch: Batch,
@@ -239,28 +271,39 @@ def _apply(
             projector.apply(views[projector.name], mine)
 
 
-def _tables(projector: Projector, generation: int) -> dict[str, sa.Table]:
+def tables_of(projector: Projector, generation: int) -> dict[str, sa.Table]:
     metadata = sa.MetaData()
     return {table.name: table.build(metadata, generation) for table in projector.tables}
 
 
-def _create(connection: sa.Connection, projector: Projector, generation: int) -> None:
-    for table in _tables(projector, generation).values():
+def create_tables(connection: sa.Connection, projector: Projector, generation: int) -> None:
+    for table in tables_of(projector, generation).values():
         table.create(connection)
 
 
-def _point_sql_views(connection: sa.Connection, projector: Projector, generation: int) -> None:
-    """Plain SQL views with the tables' logical names, for other tools to query."""
+def point_sql_views(connection: sa.Connection, projector: Projector, generation: int) -> None:
+    """Plain SQL views with the tables' logical names, for other tools to query.
+
+    On PostgreSQL the view is replaced in place, so views of a user's own built on ours keep
+    working; only when the columns changed (a new projector version) is it dropped first.
+    """
     quote = connection.dialect.identifier_preparer.quote
     for table in projector.tables:
-        connection.exec_driver_sql(f"DROP VIEW IF EXISTS {quote(table.name)}")
-        connection.exec_driver_sql(
-            f"CREATE VIEW {quote(table.name)} AS SELECT * FROM "
-            f"{quote(physical_name(table.name, generation))}"
-        )
+        name, physical = quote(table.name), quote(physical_name(table.name, generation))
+        if connection.dialect.name == "postgresql":
+            try:
+                with connection.begin_nested():
+                    connection.exec_driver_sql(
+                        f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {physical}"
+                    )
+                continue
+            except DBAPIError:
+                pass  # its columns changed: drop it and make it anew below
+        connection.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+        connection.exec_driver_sql(f"CREATE VIEW {name} AS SELECT * FROM {physical}")
 
 
-def _generations(connection: sa.Connection, projector: Projector) -> set[int]:
+def generations_present(connection: sa.Connection, projector: Projector) -> set[int]:
     """Every generation of this projector's tables present in the database."""
     names = {table.name for table in projector.tables}
     found = set()
@@ -271,20 +314,38 @@ def _generations(connection: sa.Connection, projector: Projector) -> set[int]:
     return found
 
 
-def _drop_generations(engine: Engine, projector: Projector, keep: int) -> None:
-    """Drop the tables of every other generation: each table in its own short transaction,
-    which on PostgreSQL waits for readers still using it."""
-    with storage_errors(engine), engine.connect() as connection:
-        stale = sorted(_generations(connection, projector) - {keep})
-        connection.rollback()
-    for generation in stale:
-        for table in _tables(projector, generation).values():
-            with _write(engine) as connection:
+def drop_generation(engine: Engine, projector: Projector, generation: int) -> bool:
+    """Drop one generation's tables, each in its own short transaction (on PostgreSQL it waits
+    for readers still using it, up to VIEW_LOCK_TIMEOUT_MS). False if one could not go yet."""
+    for table in tables_of(projector, generation).values():
+        try:
+            with writing(engine) as connection:
+                limit_lock_wait(connection)
                 table.drop(connection, checkfirst=True)
+        except StorageError as error:
+            log.warning("%s: left for the next replay to drop: %s", table.name, error)
+            return False
+    return True
 
 
-def _now() -> datetime:
+def limit_lock_wait(connection: sa.Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {VIEW_LOCK_TIMEOUT_MS}")
+
+
+def now() -> datetime:
     return datetime.now(UTC)
+
+
+def check_versions(rows: Mapping[str, sa.Row[Any]], projectors: Sequence[Projector]) -> None:
+    """Refuse views built by a newer tracker: this one's code would write them wrong."""
+    for projector in projectors:
+        row = rows[projector.name]
+        if row.generation and row.version > projector.version:
+            raise SchemaError(
+                f"the {projector.name} views were built by a newer tracker (projection version "
+                f"{row.version}, this one has {projector.version}): upgrade tracker"
+            )
 
 
 # -- catch-up --------------------------------------------------------------------------------
@@ -294,7 +355,8 @@ def _now() -> datetime:
 class CatchUpReport:
     applied: int  # events read and applied (or passed over) across all batches
     head: int
-    rebuilt: tuple[str, ...] = ()
+    rebuilt: tuple[str, ...] = ()  # projections replayed first: built by an older version
+    skipped: tuple[str, ...] = ()  # projections a replay is rebuilding right now
 
 
 def catch_up(
@@ -306,60 +368,66 @@ def catch_up(
     """Bring every projection up to the end of the log, a batch per transaction.
 
     A projection never built gets its first generation here; one built by an older version of
-    its projector is rebuilt (replayed) first.
+    its projector is rebuilt (replayed) first; one a replay is rebuilding is left to it.
     """
+    from tracker.rebuild import ReplayBusy, replay
+
     engine = store.engine
     names = [projector.name for projector in projectors]
-    with _write(engine) as connection:
-        _ensure_rows(connection, names)
-    outdated = _outdated(engine, projectors)
-    if outdated:
-        replay(store, outdated)
+    with writing(engine) as connection:
+        ensure_rows(connection, names)
     applied = 0
-    handled = _handled(projectors)
+    rebuilt: list[str] = []
+    skipped: set[str] = set()
+    handled_types = handled(projectors)
     while True:
-        with _write(engine) as connection:
-            rows = _lock(connection, names)
-            rows = _first_generations(connection, projectors, rows)
-            head = store.head_in(connection)
-            after = {name: row.position for name, row in rows.items()}
-            low = min(after.values())
-            if low >= head:
-                return CatchUpReport(applied, head, tuple(p.name for p in outdated))
-            events = store.read_batch(connection, low, head, batch_size, handled)
-            upto = events[-1].position if len(events) == batch_size else head
-            views = {
-                p.name: Views(connection, _tables(p, rows[p.name].generation)) for p in projectors
-            }
-            _apply(projectors, views, _decoded(events), after)
-            now = _now()
-            for name, position in after.items():
-                if position < upto:
-                    connection.execute(
-                        sa.update(projections)
-                        .where(projections.c.name == name)
-                        .values(position=upto, updated_at=now)
-                    )
+        with writing(engine) as connection:
+            rows = lock_rows(connection, names)
+            check_versions(rows, projectors)
+            moment = now()
+            outdated = [
+                p
+                for p in projectors
+                if rows[p.name].generation
+                and rows[p.name].version < p.version
+                and p.name not in skipped
+                and not rebuilding(rows[p.name], moment)
+            ]
+            if not outdated:
+                skipped |= {p.name for p in projectors if rebuilding(rows[p.name], moment)}
+                active = [p for p in projectors if p.name not in skipped]
+                rows = _first_generations(connection, active, rows)
+                head = store.head_in(connection)
+                after = {p.name: rows[p.name].position for p in active}
+                low = min(after.values(), default=head)
+                if low < head:
+                    events = store.read_batch(connection, low, head, batch_size, handled_types)
+                    upto = events[-1].position if len(events) == batch_size else head
+                    views = {
+                        p.name: Views(connection, tables_of(p, rows[p.name].generation))
+                        for p in active
+                    }
+                    apply_batch(active, views, decoded(events), after)
+                    stamp = now()
+                    for name, position in after.items():
+                        if position < upto:
+                            connection.execute(
+                                sa.update(projections)
+                                .where(projections.c.name == name)
+                                .values(position=upto, updated_at=stamp)
+                            )
+        if outdated:
+            try:
+                replay(store, outdated)
+                rebuilt += [p.name for p in outdated]
+            except ReplayBusy:
+                skipped |= {p.name for p in outdated}
+            continue
+        if low >= head:
+            return CatchUpReport(applied, head, tuple(rebuilt), tuple(sorted(skipped)))
         applied += upto - low
         if progress is not None:
             progress(upto - low)
-
-
-def _outdated(engine: Engine, projectors: Sequence[Projector]) -> list[Projector]:
-    checkpoints = read_checkpoints(engine)
-    outdated = []
-    for projector in projectors:
-        checkpoint = checkpoints[projector.name]
-        if checkpoint.generation == 0:
-            continue
-        if checkpoint.version > projector.version:
-            raise SchemaError(
-                f"{projector.name} views were built by a newer tracker (projection version "
-                f"{checkpoint.version}, this one has {projector.version}): upgrade tracker"
-            )
-        if checkpoint.version < projector.version:
-            outdated.append(projector)
-    return outdated
 
 
 def _first_generations(
@@ -372,8 +440,8 @@ def _first_generations(
         return rows
     for projector in fresh:
         generation = rows[projector.name].next_generation
-        _create(connection, projector, generation)
-        _point_sql_views(connection, projector, generation)
+        create_tables(connection, projector, generation)
+        point_sql_views(connection, projector, generation)
         connection.execute(
             sa.update(projections)
             .where(projections.c.name == projector.name)
@@ -382,288 +450,7 @@ def _first_generations(
                 position=0,
                 version=projector.version,
                 next_generation=generation + 1,
-                built_at=_now(),
+                built_at=now(),
             )
         )
-    return _lock(connection, list(rows))
-
-
-# -- replay ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReplayReport:
-    events: int  # events read from the log
-    head: int
-    seconds: float
-    projections: tuple[str, ...]
-    changes: tuple[str, ...] = ()  # what differs from the views replaced, one line each
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else 0.0
-
-
-def replay(
-    store: EventStore,
-    projectors: Sequence[Projector],
-    progress: Progress | None = None,
-    batch_size: int = REPLAY_BATCH,
-) -> ReplayReport:
-    """Rebuild the projections from the whole log into fresh tables, then swap them in.
-
-    Readers see the old views until the swap commits, and the new ones after; a crash before
-    the swap leaves the old views untouched (its tables are cleared by a later replay).
-    """
-    engine = store.engine
-    started = time.monotonic()
-    names = [projector.name for projector in projectors]
-    with _write(engine) as connection:
-        _ensure_rows(connection, names)
-        rows = _lock(connection, names)
-        generations = {name: row.next_generation for name, row in rows.items()}
-        for name, generation in generations.items():
-            connection.execute(
-                sa.update(projections)
-                .where(projections.c.name == name)
-                .values(next_generation=generation + 1)
-            )
-    with _write(engine) as connection:
-        for projector in projectors:
-            _create(connection, projector, generations[projector.name])
-    try:
-        position = _fill(store, projectors, generations, progress, batch_size)
-        head, changes = _swap(store, projectors, generations, position, progress)
-    except BaseException:
-        _discard(engine, projectors, generations)
-        raise
-    for projector in projectors:
-        _drop_generations(engine, projector, keep=generations[projector.name])
-    return ReplayReport(head, head, time.monotonic() - started, tuple(names), tuple(changes))
-
-
-def _fill(
-    store: EventStore,
-    projectors: Sequence[Projector],
-    generations: Mapping[str, int],
-    progress: Progress | None,
-    batch_size: int,
-) -> int:
-    """Apply the log as it stands now to the new tables, a batch per transaction."""
-    engine = store.engine
-    head = store.head_position()
-    after = {projector.name: 0 for projector in projectors}
-    position = 0
-    events = store.read_all(
-        0, until_position=head, event_types=_handled(projectors), batch_size=batch_size
-    )
-    for chunk in _chunks(events, batch_size):
-        with _write(engine) as connection:
-            views = {p.name: Views(connection, _tables(p, generations[p.name])) for p in projectors}
-            _apply(projectors, views, _decoded(chunk), after)
-        done = chunk[-1].position
-        if progress is not None:
-            progress(done - position)
-        position = done
-    if progress is not None and head > position:
-        progress(head - position)  # events no projector handles, passed over at the end
-    return head
-
-
-def _swap(
-    store: EventStore,
-    projectors: Sequence[Projector],
-    generations: Mapping[str, int],
-    position: int,
-    progress: Progress | None,
-) -> tuple[int, list[str]]:
-    """In one transaction: apply what was appended meanwhile, point readers at the new tables,
-    and say what changed."""
-    names = [projector.name for projector in projectors]
-    with _write(store.engine) as connection:
-        rows = _lock(connection, names)
-        head = store.head_in(connection)
-        handled = _handled(projectors)
-        new = {p.name: Views(connection, _tables(p, generations[p.name])) for p in projectors}
-        after = {name: position for name in names}
-        while position < head:
-            events = store.read_batch(connection, position, head, REPLAY_BATCH, handled)
-            upto = events[-1].position if len(events) == REPLAY_BATCH else head
-            _apply(projectors, new, _decoded(events), after)
-            if progress is not None:
-                progress(upto - position)
-            position = upto
-            after = {name: upto for name in names}
-        changes: list[str] = []
-        existing = set(sa.inspect(connection).get_table_names())
-        now = _now()
-        for projector in projectors:
-            row = rows[projector.name]
-            old_tables = _tables(projector, row.generation)
-            if row.generation and all(t.name in existing for t in old_tables.values()):
-                changes += projector.changes(Views(connection, old_tables), new[projector.name])
-            _point_sql_views(connection, projector, generations[projector.name])
-            connection.execute(
-                sa.update(projections)
-                .where(projections.c.name == projector.name)
-                .values(
-                    generation=generations[projector.name],
-                    position=head,
-                    version=projector.version,
-                    built_at=now,
-                    updated_at=now,
-                )
-            )
-    return head, changes
-
-
-def _discard(
-    engine: Engine, projectors: Sequence[Projector], generations: Mapping[str, int]
-) -> None:
-    """Drop a replay's own half-built tables, as far as the database still lets us."""
-    for projector in projectors:
-        try:
-            with _write(engine) as connection:
-                for table in _tables(projector, generations[projector.name]).values():
-                    table.drop(connection, checkfirst=True)
-        except (StorageError, DBAPIError) as error:
-            log.warning("could not drop the unfinished %s tables: %s", projector.name, error)
-
-
-def _chunks(events: Iterator[RecordedEvent], size: int) -> Iterator[list[RecordedEvent]]:
-    chunk: list[RecordedEvent] = []
-    for event in events:
-        chunk.append(event)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-# -- reading ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Every view table a reader asked for, as of one moment, with where each view stands."""
-
-    views: Views
-    positions: Mapping[str, int]
-    head: int
-
-
-class NotBuilt(StorageError):
-    """The views have never been built in this database."""
-
-
-def read_views(
-    store: EventStore, projectors: Sequence[Projector], read: Callable[[Snapshot], T]
-) -> T:
-    """Run `read` on the current views in one consistent snapshot (a read-only transaction,
-    REPEATABLE READ on PostgreSQL), starting again if a replay swaps the tables meanwhile."""
-    engine = store.engine
-    for attempt in range(_READ_ATTEMPTS):
-        try:
-            with storage_errors(engine), engine.connect() as connection:
-                if connection.dialect.name == "postgresql":
-                    connection = connection.execution_options(
-                        isolation_level="REPEATABLE READ", postgresql_readonly=True
-                    )
-                with connection.begin():
-                    return read(_snapshot(connection, store, projectors))
-        except StorageError as error:
-            if attempt + 1 < _READ_ATTEMPTS and _missing_table(error):
-                continue
-            raise
-    raise AssertionError("unreachable")
-
-
-def _missing_table(error: StorageError) -> bool:
-    text = str(error)
-    return "no such table" in text or ("relation" in text and "does not exist" in text)
-
-
-def _snapshot(
-    connection: sa.Connection, store: EventStore, projectors: Sequence[Projector]
-) -> Snapshot:
-    found = {
-        row.name: row
-        for row in connection.execute(
-            sa.select(projections).where(projections.c.name.in_([p.name for p in projectors]))
-        )
-    }
-    tables: dict[str, sa.Table] = {}
-    positions: dict[str, int] = {}
-    for projector in projectors:
-        row = found.get(projector.name)
-        if row is None or row.generation == 0:
-            raise NotBuilt(
-                f"{describe(store.engine.url)}: the {projector.name} view has not been built "
-                "yet: run `tracker replay` (or `tracker poll`, which builds the views as it goes)"
-            )
-        if row.version != projector.version:
-            raise SchemaError(
-                f"{describe(store.engine.url)}: the {projector.name} view was built by another "
-                f"tracker version ({row.version}, this one reads {projector.version}): run "
-                "`tracker replay`"
-            )
-        tables.update(_tables(projector, row.generation))
-        positions[projector.name] = row.position
-    return Snapshot(Views(connection, tables), positions, store.head_in(connection))
-
-
-# -- the past --------------------------------------------------------------------------------
-
-
-def read_past(
-    store: EventStore,
-    projectors: Sequence[Projector],
-    read: Callable[[Snapshot], T],
-    until_position: int,
-    later: Sequence[Projector] = (),
-    streams_for_later: Callable[[Snapshot], set[str]] | None = None,
-) -> T:
-    """Run `read` on the views as they stood at `until_position` of the log, built from the
-    log by the same projectors into a private in-memory database (time travel: `--as-of`).
-
-    `later` projectors are then run over just the events of the streams that
-    `streams_for_later` picks from the first ones' views (a storyline's member articles): all a
-    reader of one storyline needs, for a fraction of the work.
-    """
-    engine = sa.create_engine("sqlite://", poolclass=StaticPool)
-    try:
-        everything = (*projectors, *later)
-        tables = {p.name: _tables(p, 0) for p in everything}
-        with engine.connect() as connection, connection.begin():
-            for projector in everything:
-                _create(connection, projector, 0)
-
-        def run(chosen: Sequence[Projector], keep: Callable[[RecordedEvent], bool]) -> None:
-            events = store.read_all(0, until_position=until_position, event_types=_handled(chosen))
-            for chunk in _chunks(events, REPLAY_BATCH):
-                wanted = [event for event in chunk if keep(event)]
-                with engine.connect() as connection, connection.begin():
-                    views = {p.name: Views(connection, tables[p.name]) for p in chosen}
-                    _apply(chosen, views, _decoded(wanted), {p.name: 0 for p in chosen})
-
-        def snapshot(connection: sa.Connection, chosen: Sequence[Projector]) -> Snapshot:
-            merged: dict[str, sa.Table] = {}
-            for projector in chosen:
-                merged.update(tables[projector.name])
-            positions = {p.name: until_position for p in chosen}
-            return Snapshot(Views(connection, merged), positions, until_position)
-
-        run(projectors, lambda _event: True)
-        if later:
-            with engine.connect() as connection:
-                streams = (
-                    streams_for_later(snapshot(connection, projectors))
-                    if streams_for_later is not None
-                    else set()
-                )
-            run(later, lambda event: event.stream_id in streams)
-        with engine.connect() as connection, connection.begin():
-            return read(snapshot(connection, everything))
-    finally:
-        engine.dispose()
+    return lock_rows(connection, list(rows))

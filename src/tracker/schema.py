@@ -96,4 +96,8 @@ projections = sa.Table(
     sa.Column("next_generation", sa.Integer(), nullable=False),
     sa.Column("built_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
+    # A replay rebuilding this projection, until when (renewed as it goes): one at a time, and
+    # catch-ups leave the old tables alone meanwhile (the swap brings the new ones up to date).
+    sa.Column("rebuilding_by", sa.String(100)),
+    sa.Column("rebuilding_until", sa.DateTime(timezone=True)),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -25,9 +26,12 @@ if TYPE_CHECKING:
     from tracker.fetch import Fetcher
     from tracker.history import ArticleHistory
     from tracker.polling import Fetch, PollResult, Recorder
-    from tracker.projection import CatchUpReport, Checkpoint, Progress, ReplayReport, Snapshot
+    from tracker.projection import CatchUpReport, Checkpoint, Progress
+    from tracker.reading import Snapshot
+    from tracker.rebuild import ReplayReport
     from tracker.stories import Story, StorylineSummary
 
+log = logging.getLogger(__name__)
 # Fetches of different feeds run at once, up to this many.
 POLL_PARALLELISM = 8
 
@@ -262,7 +266,7 @@ class Tracker:
     def replay(self, names: Sequence[str] = (), progress: Progress | None = None) -> ReplayReport:
         """Rebuild views from the whole log into fresh tables and swap them in atomically
         (`tracker replay`); `names` picks projections, all of them by default."""
-        from tracker.projection import replay
+        from tracker.rebuild import replay
         from tracker.views import BY_NAME, chosen
 
         unknown = sorted(set(names) - set(BY_NAME))
@@ -271,7 +275,10 @@ class Tracker:
                 f"no projection {', '.join(map(repr, unknown))} "
                 f"(projections: {', '.join(sorted(BY_NAME))})"
             )
-        return replay(self.store, chosen(list(names)), progress)
+        report = replay(self.store, chosen(list(names)), progress)
+        if names:
+            self.catch_up()  # the others, so that every view stands at the same position
+        return report
 
     def status(self) -> Status:
         """Where each projection stands in the log, and each feed's health (`tracker status`)."""
@@ -296,7 +303,7 @@ class Tracker:
         return Status(describe(self.engine.url), head, tuple(projections), tuple(feeds))
 
     def _feed_view_rows(self) -> dict[str, dict[str, Any]]:
-        from tracker.projection import NotBuilt, read_views
+        from tracker.reading import NotBuilt, read_views
         from tracker.views import BY_NAME
         from tracker.views.feeds import feed_rows
 
@@ -315,14 +322,16 @@ class Tracker:
         """A storyline as the views show it now, or as the log knew it at a time or position
         (`tracker story ID [--as-of TIME | --as-of-position N]`)."""
         from tracker import stories
-        from tracker.projection import read_past, read_views
+        from tracker.reading import read_past, read_views
         from tracker.views import BY_NAME
 
-        main = [BY_NAME[name] for name in ("articles", "feeds", "storylines")]
-        extracted = [BY_NAME["entities"], BY_NAME["figures"]]
+        # In the past, only the storylines view needs every article (to match it); the rest
+        # are built for the storyline's own articles.
+        main = [BY_NAME["feeds"], BY_NAME["storylines"]]
+        per_article = [BY_NAME["articles"], BY_NAME["entities"], BY_NAME["figures"]]
         if as_of is None and as_of_position is None:
             return read_views(
-                self.store, main + extracted, lambda s: stories.story(s, storyline_id)
+                self.store, main + per_article, lambda s: stories.story(s, storyline_id)
             )
         if as_of is not None:
             as_of = _utc(as_of)
@@ -335,14 +344,14 @@ class Tracker:
             main,
             lambda s: stories.story(s, storyline_id, as_of),
             until_position=position,
-            later=extracted,
+            later=per_article,
             streams_for_later=lambda s: stories.member_ids(s, storyline_id),
         )
 
     def stories(self) -> list[StorylineSummary]:
         """Every storyline with its article count, sources and last update (`tracker stories`)."""
         from tracker import stories
-        from tracker.projection import read_views
+        from tracker.reading import read_views
         from tracker.views import BY_NAME
 
         chosen = [BY_NAME[name] for name in ("articles", "feeds", "storylines")]
@@ -350,7 +359,7 @@ class Tracker:
 
     def read(self, names: Sequence[str], read: Callable[[Snapshot], Any]) -> Any:
         """Run `read` on a consistent snapshot of the named views (for tests and tools)."""
-        from tracker.projection import read_views
+        from tracker.reading import read_views
         from tracker.views import BY_NAME
 
         return read_views(self.store, [BY_NAME[name] for name in names], read)
@@ -436,7 +445,7 @@ class Tracker:
         )
 
     def _article_by_link(self, *links: str) -> str | None:
-        from tracker.projection import NotBuilt
+        from tracker.reading import NotBuilt
         from tracker.views.articles import article_by_link
 
         try:
@@ -479,7 +488,12 @@ class Tracker:
         )
 
         config = self.check_config()
-        self.record_config(config, source)
+        try:
+            self.record_config(config, source)
+        except TrackerError as error:
+            # The definitions are recorded by the next round; the polls themselves may
+            # still get through (each one is its own transaction).
+            log.warning("feed and storyline definitions not recorded: %s", error)
         feeds = self._select_feeds(config, feed_ids, every, due_feeds)
         if not feeds:
             self.catch_up()  # the definitions just recorded, or a daemon's polls

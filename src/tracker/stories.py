@@ -1,6 +1,6 @@
 """Reading storylines from the views: what `tracker story` and `tracker stories` show.
 
-Every query of one answer runs in one snapshot of the views (tracker.projection.read_views),
+Every query of one answer runs in one snapshot of the views (tracker.reading.read_views),
 so a replay swapping the tables meanwhile is seen entirely or not at all. The same functions
 read the views of the past that time travel builds in memory.
 """
@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from tracker.amounts import format_value
 from tracker.errors import UsageError
 from tracker.names import PERSON, key
-from tracker.projection import Snapshot, utc
+from tracker.projection import utc
+from tracker.reading import Snapshot
 from tracker.summary import SourceText, summarise
 
 KEY_FIGURE_GROUPS = 5
@@ -283,7 +284,7 @@ def story(snapshot: Snapshot, storyline_id: str, as_of: datetime | None = None) 
         figure_changes=tuple(figure_changes(figures)),
         entities=tuple(_entities(snapshot, storyline_id)),
         per_day=tuple(_per_day(articles)),
-        position=snapshot.positions.get("storylines", snapshot.head),
+        position=snapshot.position,
         head=snapshot.head,
         as_of=as_of,
     )

@@ -249,11 +249,13 @@ def _write_members(
     after: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
     table = views["storyline_articles"]
-    for storyline_id, article_id in sorted(set(before) - set(after)):
+    gone = [{"s": s, "a": a} for s, a in sorted(set(before) - set(after))]
+    if gone:  # one statement, many parameter sets
         views.connection.execute(
             sa.delete(table).where(
-                table.c.storyline_id == storyline_id, table.c.article_id == article_id
-            )
+                table.c.storyline_id == sa.bindparam("s"), table.c.article_id == sa.bindparam("a")
+            ),
+            gone,
         )
     changed = [after[key] for key in sorted(after) if before.get(key) != after[key]]
     upsert(views.connection, table, changed, ("storyline_id", "article_id"))
