@@ -84,6 +84,9 @@ def test_curation_beats_the_rules_and_can_be_withdrawn(tracker: Tracker) -> None
     tracker.catch_up()
     lines = tracker.curate("essequibo", include=["article-b"], exclude=["article-a"])
     assert lines == ["article-b: included", "article-a: excluded"]
+    # Saying it again records nothing.
+    again = tracker.curate("essequibo", include=["https://news.example/article-b"])
+    assert again == ["article-b: already included, nothing to record"]
     tracker.catch_up()
     story = tracker.story("essequibo")
     assert [(a.id, a.matched_by) for a in story.articles] == [("article-b", "curation")]
@@ -133,7 +136,8 @@ def test_new_rules_rematch_everything_and_a_removed_storyline_goes(tracker: Trac
     tracker.catch_up()
     assert [s.id for s in tracker.stories()] == ["essequibo"]
     with pytest.raises(
-        UnknownStoryline, match=r"no storyline 'sky-group' \(storylines: essequibo\)"
+        UnknownStoryline,
+        match=r"no storyline 'sky-group' since .*, when it left feeds.yaml \(storylines: essequibo",
     ):
         tracker.story("sky-group")
 
@@ -171,9 +175,13 @@ def test_time_travel_applies_only_what_the_log_held_then(tracker: Tracker) -> No
     by_time = tracker.story("essequibo", as_of=moment)
     assert by_time.articles[0].revisions == 1 and len(by_time.articles) == 1
     assert by_time.as_json_object()["as_of"] == moment.isoformat()
-    # Before anything was recorded there was no storyline at all.
-    with pytest.raises(UnknownStoryline, match="none yet"):
+    # Before anything was recorded: the user mixed up recording and publication times.
+    with pytest.raises(UsageError, match="is before the log begins .*not when the news was"):
         tracker.story("essequibo", as_of=moment - timedelta(days=1))
+    with pytest.raises(UsageError, match="position 0 is before the log begins"):
+        tracker.story("essequibo", as_of_position=0)
+    shown = tracker.story("essequibo", as_of_position=first)
+    assert shown.past and shown.position == first
 
 
 def test_the_story_json_has_the_documented_keys(tracker: Tracker) -> None:
@@ -241,7 +249,10 @@ def test_story_on_the_command_line(settings: Settings, database_url: str) -> Non
     bad_time = run_tracker("story", "essequibo", "--as-of", "last tuesday", *url)
     assert bad_time.returncode == 2 and "is not an ISO 8601 date or time" in bad_time.stderr
     past = run_tracker("story", "essequibo", "--as-of", "2020-01-01", "--json", *url)
-    assert past.returncode == 2 and "none yet" in past.stderr
+    assert past.returncode == 2 and "is before the log begins" in past.stderr
+    beyond = run_tracker("story", "essequibo", "--as-of-position", "999999", *url)
+    assert beyond.returncode == 0
+    assert "note: position 999999 is past the end of the log (3)" in beyond.stderr
     both = run_tracker("story", "essequibo", "--as-of", "2020-01-01", "--include", "x", *url)
     assert both.returncode == 2 and "without --as-of" in both.stderr
     listed = run_tracker("stories", "--json", *url)
@@ -272,11 +283,23 @@ def test_story_says_when_the_views_lag_behind_the_log(
     }
 
 
-def test_a_database_whose_views_were_never_built_says_what_to_run(database_url: str) -> None:
+def test_a_database_whose_views_were_never_built_says_what_to_run(
+    settings: Settings, database_url: str
+) -> None:
+    # An empty log simply has no storylines yet.
+    empty = run_tracker("story", "essequibo", "--database-url", database_url)
+    assert empty.returncode == 2
+    assert empty.stderr.strip() == "error: no storyline 'essequibo' (storylines: none yet)"
+    assert run_tracker("stories", "--json", "--database-url", database_url).stdout.strip() == "[]"
+    # Events the views never saw (a log from before them): the message says what to run.
+    with Tracker(settings) as tracker:
+        append(tracker.store, [ESSEQUIBO])
     shown = run_tracker("story", "essequibo", "--database-url", database_url)
     assert shown.returncode == 1
     assert "has not been built yet: run `tracker replay`" in shown.stderr
     assert len(shown.stderr.strip().splitlines()) == 1
+    assert run_tracker("replay", "--database-url", database_url).returncode == 0
+    assert run_tracker("story", "essequibo", "--database-url", database_url).returncode == 0
 
 
 def test_article_shows_its_versions_with_a_word_diff(settings: Settings, database_url: str) -> None:
@@ -290,6 +313,9 @@ def test_article_shows_its_versions_with_a_word_diff(settings: Settings, databas
         )
         tracker.catch_up()
         history = tracker.article("https://news.example/article-a")
+        # The URL as a user copies it: another scheme, a trailing slash, tracking noise.
+        for copy in ("http://news.example/article-a/", "https://news.example/article-a?utm_x=1"):
+            assert tracker.article(copy).article_id == "article-a"
     assert [v.number for v in history.versions] == [1, 2]
     shown = run_tracker("article", "article-a", "--database-url", database_url)
     assert shown.returncode == 0, shown.stderr

@@ -457,13 +457,13 @@ class _Moment(click.ParamType):  # type: ignore[type-arg]
     "--exclude",
     multiple=True,
     metavar="ARTICLE",
-    help="Keep an article (id or URL) out of the storyline, whatever the rules say.",
+    help="Keep an article (id or URL) out of the storyline, whatever the rules say. Repeatable.",
 )
 @click.option(
     "--reset",
     multiple=True,
     metavar="ARTICLE",
-    help="Withdraw an earlier --include or --exclude: the rules decide again.",
+    help="Withdraw an earlier --include or --exclude: the rules decide again. Repeatable.",
 )
 @json_option
 @database_url_option
@@ -506,6 +506,12 @@ def story(
                 click.echo(printable(line), err=True)
             tracker.catch_up()
         found = tracker.story(storyline_id, as_of, as_of_position)
+        if as_of_position is not None and as_of_position > found.position:
+            click.echo(
+                f"note: position {as_of_position} is past the end of the log "
+                f"({found.position}): this is the log as it stands",
+                err=True,
+            )
         if found.as_of is None and as_of_position is None and found.position < found.head:
             click.echo(
                 f"note: the views are {found.head - found.position} events behind the log "
@@ -598,9 +604,19 @@ def replay(
     with _tracker(database_url, config_path) as tracker:
         recorded: list[str] = []
         if not no_config:
+            if config_path is None and not tracker.settings.config_path.exists():
+                click.echo(
+                    f"note: no {tracker.settings.config_path} here: the storyline rules are "
+                    "the log's as they stand (--config FILE to record new ones first)",
+                    err=True,
+                )
             recorded = tracker.record_rules(explicit=config_path is not None)
             for storyline_id in recorded:
-                click.echo(f"recorded new rules for storyline {storyline_id}", err=True)
+                click.echo(
+                    f"recorded the change to storyline {storyline_id} in "
+                    f"{tracker.settings.config_path}",
+                    err=True,
+                )
         if sys.stderr.isatty() and not as_json:
             report = _replay_with_bar(tracker, names)
         else:

@@ -74,6 +74,25 @@ def canonical_link(url: str | None) -> str | None:
     return urlunsplit((scheme, host, parts.path or "/", urlencode(query), ""))
 
 
+def link_variants(url: str) -> list[str]:
+    """The canonical forms a user's copy of an article's URL may stand for: with and without a
+    trailing slash on the path, over https and http. Empty for what is no http(s) URL."""
+    canonical = canonical_link(url)
+    if canonical is None:
+        return []
+    parts = urlsplit(canonical)
+    path = parts.path
+    paths = [path] if path == "/" else [path, path[:-1] if path.endswith("/") else path + "/"]
+    other = "http" if parts.scheme == "https" else "https"
+    found: list[str] = []
+    for each_path in paths:
+        for scheme in (parts.scheme, other):
+            candidate = urlunsplit((scheme, parts.netloc, each_path, parts.query, ""))
+            if candidate not in found:
+                found.append(candidate)
+    return found
+
+
 def normalise_space(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 

@@ -91,7 +91,8 @@ _NOT_NAMES = _words(
     "Rewards Meanwhile However Despite Under Over Among Against Without Within During Though "
     "Although Because Instead Even Just Only Again Once Later Earlier Shortly Dozens Hundreds "
     "Thousands Millions Operation Act Day Week Month Year Breaking Update Updated Live Watch "
-    "Read More Exclusive Analysis Explainer Sources Residents Critics Supporters Lawyers Experts"
+    "Read More Exclusive Analysis Explainer Sources Residents Critics Supporters Lawyers Experts "
+    "Former Ex Late"
 )
 _CONNECTORS = _words("de del la los las da do dos van von bin al of and y")
 _SUFFIXES = _words("Jr. Jr Sr. Sr II III")
@@ -199,8 +200,11 @@ _KEEP_PERIOD = _words("Jr. Sr. Mr. Mrs. Ms. Dr. St. Gen. Lt. Col. Capt. Sgt. Sen
 
 
 def _bare(token: str) -> str:
-    """A token without possessive, trailing punctuation, or a sentence's final period (but
-    "U.S." and "Jr." keep theirs)."""
+    """A token without possessive, trailing punctuation, a sentence's final period (but "U.S."
+    and "Jr." keep theirs), or a prefix such as "ex-" ("ex-Sky Group USA")."""
+    for prefix in ("Ex-", "ex-", "Former-"):
+        if token.startswith(prefix) and len(token) > len(prefix):
+            token = token[len(prefix) :]
     for ending in ("'s", "’s", "'", "’"):
         if token.endswith(ending):
             token = token[: -len(ending)]

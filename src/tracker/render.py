@@ -39,6 +39,8 @@ def story_lines(story: Story) -> list[str]:
     header = f"{printable(story.title)} ({story.id})"
     if story.as_of is not None:
         header += f", as the log knew it at {_minute(story.as_of)} (position {story.position})"
+    elif story.past:
+        header += f", as the log knew it at position {story.position}"
     elif story.position < story.head:
         header += f", as of log position {story.position} of {story.head}"
     lines = [header, "=" * min(len(header), WIDTH)]
@@ -135,11 +137,11 @@ def status_lines(status: Status) -> list[str]:
 
 
 def article_lines(found: ArticleHistory) -> list[str]:
-    first = found.versions[0]
+    current = found.versions[-1]
     feeds = ", ".join(feed for feed, _ in found.seen_in)
     lines = [
-        f"{printable(first.title)}",
-        f"{found.article_id}  {printable(first.link or '(no link)')}",
+        f"{printable(current.title)}",
+        f"{found.article_id}  {printable(current.link or '(no link)')}",
         f"seen in: {feeds}; {len(found.versions)} version(s)",
     ]
     for version in found.versions:

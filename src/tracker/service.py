@@ -322,7 +322,7 @@ class Tracker:
         """A storyline as the views show it now, or as the log knew it at a time or position
         (`tracker story ID [--as-of TIME | --as-of-position N]`)."""
         from tracker import stories
-        from tracker.reading import read_past, read_views
+        from tracker.reading import read_past
         from tracker.views import BY_NAME
 
         # In the past, only the storylines view needs every article (to match it); the rest
@@ -330,8 +330,10 @@ class Tracker:
         main = [BY_NAME["feeds"], BY_NAME["storylines"]]
         per_article = [BY_NAME["articles"], BY_NAME["entities"], BY_NAME["figures"]]
         if as_of is None and as_of_position is None:
-            return read_views(
-                self.store, main + per_article, lambda s: stories.story(s, storyline_id)
+            return self._read_views(  # type: ignore[no-any-return]
+                main + per_article,
+                lambda s: stories.story(s, storyline_id),
+                empty=lambda: stories.no_storyline(storyline_id),
             )
         if as_of is not None:
             as_of = _utc(as_of)
@@ -339,23 +341,49 @@ class Tracker:
         else:
             assert as_of_position is not None
             position = min(as_of_position, self.store.head_position())
+        if position == 0:
+            first = next(iter(self.store.read_all(limit=1)), None)
+            when = f"--as-of {as_of.isoformat()}" if as_of else "position 0"
+            raise UsageError(
+                f"{when} is before the log begins"
+                + (
+                    f" ({first.recorded_at.strftime('%Y-%m-%dT%H:%M:%SZ')}, position 1): "
+                    "--as-of is the time tracker recorded things, not when the news was "
+                    "published"
+                    if first is not None
+                    else ": the log is empty"
+                )
+            )
         return read_past(
             self.store,
             main,
-            lambda s: stories.story(s, storyline_id, as_of),
+            lambda s: stories.story(s, storyline_id, as_of, past=True),
             until_position=position,
             later=per_article,
             streams_for_later=lambda s: stories.member_ids(s, storyline_id),
         )
 
+    def _read_views(
+        self, projectors: Sequence[Any], read: Callable[[Snapshot], Any], empty: Callable[[], Any]
+    ) -> Any:
+        """Read the current views; on a database whose log is still empty (so no view was
+        ever built) the answer is `empty()`, not an error."""
+        from tracker.reading import NotBuilt, read_views
+
+        try:
+            return read_views(self.store, projectors, read)
+        except NotBuilt:
+            if self.store.head_position() == 0:
+                return empty()
+            raise
+
     def stories(self) -> list[StorylineSummary]:
         """Every storyline with its article count, sources and last update (`tracker stories`)."""
         from tracker import stories
-        from tracker.reading import read_views
         from tracker.views import BY_NAME
 
         chosen = [BY_NAME[name] for name in ("articles", "feeds", "storylines")]
-        return read_views(self.store, chosen, stories.stories)
+        return self._read_views(chosen, stories.stories, empty=list)  # type: ignore[no-any-return]
 
     def read(self, names: Sequence[str], read: Callable[[Snapshot], Any]) -> Any:
         """Run `read` on a consistent snapshot of the named views (for tests and tools)."""
@@ -373,7 +401,7 @@ class Tracker:
     ) -> list[str]:
         """Pin articles to a storyline, keep them out, or give them back to the rules; each is
         an event, and beats the rules from then on. Returns a line per article."""
-        from tracker.events import encode
+        from tracker.events import decode, encode
         from tracker.events.storylines import (
             ArticleExcluded,
             ArticleIncluded,
@@ -392,7 +420,14 @@ class Tracker:
             raise UnknownStoryline(
                 f"no storyline {storyline_id!r} (storylines: {', '.join(known) or 'none yet'})"
             )
+        stream = f"curation-{storyline_id}"
+        # Each article's curation in force, as the log has it: a repeat is no event.
+        current: dict[str, type] = {}
+        for event in self.store.read_stream(stream):
+            typed = decode(event)
+            current[typed.article_id] = type(typed)
         wanted: dict[str, tuple[str, Any]] = {}
+        lines: dict[str, str] = {}
         for verb, given, kind in (
             ("included", include, ArticleIncluded),
             ("excluded", exclude, ArticleExcluded),
@@ -400,17 +435,17 @@ class Tracker:
         ):
             for reference in given:
                 article_id = self.resolve_article(reference)
-                if article_id in wanted:
+                if article_id in lines:
                     raise UsageError(f"{reference}: named twice; give each article once")
+                if current.get(article_id, CurationCleared) is kind:
+                    lines[article_id] = f"{article_id}: already {verb}, nothing to record"
+                    continue
                 wanted[article_id] = (verb, kind(storyline_id, article_id))
-        if not wanted:
-            return []
-        metadata = {"source": "tracker story"}
-        self.store.append(
-            f"curation-{storyline_id}",
-            [encode(event, metadata) for _, event in wanted.values()],
-        )
-        return [f"{article_id}: {verb}" for article_id, (verb, _) in wanted.items()]
+                lines[article_id] = f"{article_id}: {verb}"
+        if wanted:
+            metadata = {"source": "tracker story"}
+            self.store.append(stream, [encode(event, metadata) for _, event in wanted.values()])
+        return list(lines.values())
 
     def _active_storylines(self) -> list[str]:
         from tracker.events.storylines import StorylineDefined, StorylineRemoved
@@ -425,23 +460,22 @@ class Tracker:
 
     def resolve_article(self, reference: str) -> str:
         """An article's stream id from its id or its URL; UsageError when the log has none."""
-        from tracker.identity import article_stream, canonical_link
+        from tracker.identity import article_stream, link_variants
 
         candidates = [reference] if reference.startswith("article-") else []
-        canonical = canonical_link(reference)
-        if canonical is not None:
-            candidates.append(article_stream("link", canonical))
+        variants = link_variants(reference)
+        candidates += [article_stream("link", variant) for variant in variants]
         for candidate in candidates:
             first = next(iter(self.store.read_stream(candidate, batch_size=1)), None)
             if first is not None and first.event_type == "article.published":
                 return candidate
-        if canonical is not None:
-            found = self._article_by_link(reference, canonical)
+        if variants:
+            found = self._article_by_link(*variants)
             if found is not None:
                 return found
         raise UsageError(
-            f"no article {reference!r} in the log (give an article id, as `tracker story ID` "
-            "lists them, or the article's URL)"
+            f"no article {reference!r} in the log (give an article id, as `tracker story ID "
+            "--json` lists them, or the article's URL)"
         )
 
     def _article_by_link(self, *links: str) -> str | None:

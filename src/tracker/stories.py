@@ -116,6 +116,7 @@ class Story:
     position: int  # the log position the views stand at
     head: int  # the log's last position when read
     as_of: datetime | None = None
+    past: bool = False  # built as the log stood at `position` (--as-of, --as-of-position)
 
     @property
     def first_seen(self) -> datetime | None:
@@ -257,15 +258,27 @@ def member_ids(snapshot: Snapshot, storyline_id: str) -> set[str]:
 def _storyline_row(snapshot: Snapshot, storyline_id: str) -> sa.Row[Any]:
     table = snapshot.views["storylines"]
     row = snapshot.views.connection.execute(
-        sa.select(table).where(table.c.storyline_id == storyline_id, table.c.removed_at.is_(None))
+        sa.select(table).where(table.c.storyline_id == storyline_id)
     ).first()
-    if row is None:
+    if row is None or row.removed_at is not None:
         known = ", ".join(storyline_ids(snapshot)) or "none yet"
-        raise UnknownStoryline(f"no storyline {storyline_id!r} (storylines: {known})")
+        gone = (
+            f" since {_time(row.removed_at).strftime('%Y-%m-%d %H:%MZ')}, when it left feeds.yaml"
+            if row is not None
+            else ""
+        )
+        raise UnknownStoryline(f"no storyline {storyline_id!r}{gone} (storylines: {known})")
     return row
 
 
-def story(snapshot: Snapshot, storyline_id: str, as_of: datetime | None = None) -> Story:
+def no_storyline(storyline_id: str) -> Story:
+    """What asking for a storyline in an empty log gives: the unknown-storyline error."""
+    raise UnknownStoryline(f"no storyline {storyline_id!r} (storylines: none yet)")
+
+
+def story(
+    snapshot: Snapshot, storyline_id: str, as_of: datetime | None = None, past: bool = False
+) -> Story:
     row = _storyline_row(snapshot, storyline_id)
     articles = _articles(snapshot, storyline_id)
     texts = _texts(snapshot, storyline_id)
@@ -287,6 +300,7 @@ def story(snapshot: Snapshot, storyline_id: str, as_of: datetime | None = None) 
         position=snapshot.position,
         head=snapshot.head,
         as_of=as_of,
+        past=past,
     )
 
 
@@ -393,18 +407,16 @@ def _texts(snapshot: Snapshot, storyline_id: str) -> list[SourceText]:
         .order_by(a.c.published_at.desc(), a.c.article_id.desc())
         .limit(RECENT_ARTICLES)
     )
-    rows = list(snapshot.views.connection.execute(query))
-    titles = feed_titles(snapshot, sorted({row.feed_id for row in rows}))
     return [
         SourceText(
             row.article_id,
-            titles.get(row.feed_id, row.feed_id),
+            row.feed_id,
             _time(row.published_at),
             row.title,
             row.summary_text,
             row.content_text,
         )
-        for row in rows
+        for row in snapshot.views.connection.execute(query)
     ]
 
 

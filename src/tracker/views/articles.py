@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from tracker.database import insert_missing, upsert
 from tracker.events.articles import ArticlePublished, ArticleRevised, ArticleSeenInFeed
+from tracker.identity import canonical_link
 from tracker.projection import Batch, Projector, Views, ViewTable, rows_by, utc
 
 
@@ -17,6 +18,8 @@ def _article_columns() -> list[sa.Column[Any]]:
         sa.Column("feed_id", sa.String(64), nullable=False),  # the feed it was first seen in
         sa.Column("title", sa.Text(), nullable=False),  # plain text, current version
         sa.Column("link", sa.Text()),
+        # The link without tracking parameters or fragment, for finding an article by its URL.
+        sa.Column("canonical_link", sa.Text()),
         sa.Column("summary_text", sa.Text(), nullable=False),
         sa.Column("content_text", sa.Text(), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
@@ -37,7 +40,9 @@ def _feed_columns() -> list[sa.Column[Any]]:
     ]
 
 
-ARTICLES = ViewTable("articles", _article_columns, ("article_id",), (("link",), ("published_at",)))
+ARTICLES = ViewTable(
+    "articles", _article_columns, ("article_id",), (("canonical_link",), ("published_at",))
+)
 ARTICLE_FEEDS = ViewTable("article_feeds", _feed_columns, ("article_id", "feed_id"))
 
 
@@ -62,6 +67,7 @@ class ArticlesProjector(Projector):
                     "feed_id": typed.feed_id,
                     "title": typed.title_text,
                     "link": typed.link,
+                    "canonical_link": canonical_link(typed.link),
                     "summary_text": typed.summary_text,
                     "content_text": typed.content_text,
                     "published_at": utc(typed.published),
@@ -81,6 +87,7 @@ class ArticlesProjector(Projector):
                     row.update(
                         title=typed.title_text,
                         link=typed.link,
+                        canonical_link=canonical_link(typed.link),
                         summary_text=typed.summary_text,
                         content_text=typed.content_text,
                         updated_at=at,
@@ -98,11 +105,11 @@ def _seen(article_id: str, feed_id: str, at: Any) -> dict[str, Any]:
 
 
 def article_by_link(views: Views, links: tuple[str, ...]) -> str | None:
-    """The article whose link is one of `links` (the first seen, if several)."""
+    """The article whose canonical link is one of `links` (the first seen, if several)."""
     table = views["articles"]
     query = (
         sa.select(table.c.article_id)
-        .where(table.c.link.in_(links))
+        .where(table.c.canonical_link.in_(links))
         .order_by(table.c.first_recorded_at, table.c.article_id)
         .limit(1)
     )
