@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from tracker.diffing import render as render_diff
 from tracker.history import ArticleHistory
-from tracker.service import Status
+from tracker.status import Status
 from tracker.stories import Story, StorylineSummary
 from tracker.terminal import clip, printable
 

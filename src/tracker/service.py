@@ -26,47 +26,15 @@ if TYPE_CHECKING:
     from tracker.fetch import Fetcher
     from tracker.history import ArticleHistory
     from tracker.polling import Fetch, PollResult, Recorder
-    from tracker.projection import CatchUpReport, Checkpoint, Progress
+    from tracker.projection import CatchUpReport, Progress
     from tracker.reading import Snapshot
     from tracker.rebuild import ReplayReport
+    from tracker.status import Status
     from tracker.stories import Story, StorylineSummary
 
 log = logging.getLogger(__name__)
 # Fetches of different feeds run at once, up to this many.
 POLL_PARALLELISM = 8
-
-
-@dataclass(frozen=True)
-class ProjectionStatus:
-    name: str
-    generation: int  # 0: never built
-    position: int
-    lag: int  # events in the log it has not applied yet
-    version: int
-    built_at: datetime | None
-    updated_at: datetime | None
-
-
-@dataclass(frozen=True)
-class FeedStatus:
-    id: str
-    title: str | None
-    url: str | None
-    state: str
-    since: datetime | None
-    last_error: str | None
-    article_count: int
-    last_success_at: datetime | None  # the last poll that recorded something
-    last_checked_at: datetime | None  # the last poll at all (the poller's bookkeeping)
-    next_due_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Status:
-    database: str
-    head: int
-    projections: tuple[ProjectionStatus, ...]
-    feeds: tuple[FeedStatus, ...]
 
 
 @dataclass(frozen=True)
@@ -285,6 +253,7 @@ class Tracker:
         from tracker.database import describe
         from tracker.pollstate import load_feeds
         from tracker.projection import read_checkpoints
+        from tracker.status import Status, feed_status, projection_status
         from tracker.views import PROJECTORS
 
         head = self.store.head_position()
@@ -292,12 +261,12 @@ class Tracker:
         projections = []
         for projector in PROJECTORS:
             checkpoint = checkpoints.get(projector.name)
-            projections.append(_projection_status(projector.name, checkpoint, head))
+            projections.append(projection_status(projector.name, checkpoint, head))
         with self.engine.connect() as connection:
             polled = load_feeds(connection)
         viewed = self._feed_view_rows() if checkpoints.get("feeds") else {}
         feeds = [
-            _feed_status(feed_id, viewed.get(feed_id), polled.get(feed_id))
+            feed_status(feed_id, viewed.get(feed_id), polled.get(feed_id))
             for feed_id in sorted(set(viewed) | set(polled))
         ]
         return Status(describe(self.engine.url), head, tuple(projections), tuple(feeds))
@@ -401,62 +370,9 @@ class Tracker:
     ) -> list[str]:
         """Pin articles to a storyline, keep them out, or give them back to the rules; each is
         an event, and beats the rules from then on. Returns a line per article."""
-        from tracker.events import decode, encode
-        from tracker.events.storylines import (
-            ArticleExcluded,
-            ArticleIncluded,
-            CurationCleared,
-            StorylineDefined,
-            StorylineRemoved,
-        )
+        from tracker.curation import curate
 
-        definition = self.store.last_event(
-            f"storyline-{storyline_id}", (StorylineDefined.TYPE, StorylineRemoved.TYPE)
-        )
-        if definition is None or definition.event_type != StorylineDefined.TYPE:
-            from tracker.stories import UnknownStoryline
-
-            known = self._active_storylines()
-            raise UnknownStoryline(
-                f"no storyline {storyline_id!r} (storylines: {', '.join(known) or 'none yet'})"
-            )
-        stream = f"curation-{storyline_id}"
-        # Each article's curation in force, as the log has it: a repeat is no event.
-        current: dict[str, type] = {}
-        for event in self.store.read_stream(stream):
-            typed = decode(event)
-            current[typed.article_id] = type(typed)
-        wanted: dict[str, tuple[str, Any]] = {}
-        lines: dict[str, str] = {}
-        for verb, given, kind in (
-            ("included", include, ArticleIncluded),
-            ("excluded", exclude, ArticleExcluded),
-            ("given back to the rules", clear, CurationCleared),
-        ):
-            for reference in given:
-                article_id = self.resolve_article(reference)
-                if article_id in lines:
-                    raise UsageError(f"{reference}: named twice; give each article once")
-                if current.get(article_id, CurationCleared) is kind:
-                    lines[article_id] = f"{article_id}: already {verb}, nothing to record"
-                    continue
-                wanted[article_id] = (verb, kind(storyline_id, article_id))
-                lines[article_id] = f"{article_id}: {verb}"
-        if wanted:
-            metadata = {"source": "tracker story"}
-            self.store.append(stream, [encode(event, metadata) for _, event in wanted.values()])
-        return list(lines.values())
-
-    def _active_storylines(self) -> list[str]:
-        from tracker.events.storylines import StorylineDefined, StorylineRemoved
-
-        kinds = (StorylineDefined.TYPE, StorylineRemoved.TYPE)
-        active = []
-        for stream in self.store.stream_ids("storyline-"):
-            newest = self.store.last_event(stream, kinds)
-            if newest is not None and newest.event_type == StorylineDefined.TYPE:
-                active.append(stream.removeprefix("storyline-"))
-        return active
+        return curate(self.store, storyline_id, include, exclude, clear, self.resolve_article)
 
     def resolve_article(self, reference: str) -> str:
         """An article's stream id from its id or its URL; UsageError when the log has none."""
@@ -649,39 +565,3 @@ class Tracker:
 def _utc(moment: datetime) -> datetime:
     """A time a user gave: UTC unless it says otherwise."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _projection_status(name: str, checkpoint: Checkpoint | None, head: int) -> ProjectionStatus:
-    if checkpoint is None or checkpoint.generation == 0:
-        return ProjectionStatus(name, 0, 0, head, 0, None, None)
-    return ProjectionStatus(
-        name,
-        checkpoint.generation,
-        checkpoint.position,
-        max(head - checkpoint.position, 0),
-        checkpoint.version,
-        checkpoint.built_at,
-        checkpoint.updated_at,
-    )
-
-
-def _feed_status(feed_id: str, viewed: dict[str, Any] | None, polled: Any) -> FeedStatus:
-    view = viewed or {}
-    return FeedStatus(
-        feed_id,
-        view.get("title"),
-        polled.url if polled is not None else view.get("url"),
-        polled.state if polled is not None else view.get("state", "unknown"),
-        _maybe_utc(view.get("state_since")),
-        polled.last_error if polled is not None else view.get("last_error"),
-        view.get("article_count", polled.article_count if polled is not None else 0),
-        _maybe_utc(view.get("last_success_at")),
-        polled.last_checked_at if polled is not None else None,
-        polled.next_due_at if polled is not None else None,
-    )
-
-
-def _maybe_utc(value: Any) -> datetime | None:
-    from tracker.projection import utc
-
-    return utc(value)
