@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -239,21 +240,8 @@ def test_a_replay_killed_midway_leaves_the_old_views_whole(
     checkpoints = read_checkpoints(store.engine)
     building = max(c.generation for c in checkpoints.values()) + 1
     replayer = _spawn("-m", "tracker", "replay", "--no-config", "--database-url", database_url)
-    try:
-        deadline = time.monotonic() + 60
-        # Wait until the new tables exist and are being filled, then kill it there.
-        while _generation_tables(store, building) == 0:
-            assert replayer.poll() is None, "the replay ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        time.sleep(0.2)
-        assert replayer.poll() is None, "the replay finished before it could be killed"
-        replayer.send_signal(signal.SIGKILL)
-        replayer.wait(timeout=30)
-    finally:
-        if replayer.poll() is None:
-            replayer.kill()
-        replayer.communicate()
+    # Once the new tables exist and are being filled, kill it there.
+    _kill_when(replayer, lambda: _generation_tables(store, building) > 0, settle=0.2)
     assert read_checkpoints(store.engine) == checkpoints
     assert dump(store) == before
     story = run_tracker("story", "essequibo", "--json", "--database-url", database_url)
@@ -270,24 +258,33 @@ def test_a_catch_up_killed_midway_loses_nothing_and_applies_nothing_twice(
 ) -> None:
     _big_history(store, 6000)
     worker = _spawn(str(WORKERS / "catch_up.py"), database_url, "50")
-    try:
-        deadline = time.monotonic() + 60
-        while _position(store, "storylines") == 0:
-            assert worker.poll() is None, "the catch-up ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=30)
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        worker.communicate()
+    _kill_when(worker, lambda: _position(store, "storylines") > 0)
     assert read_checkpoints(store.engine)["storylines"].position < store.head_position()
     catch_up(store, PROJECTORS)
     resumed = dump(store)
     assert resumed["feeds"][0][ARTICLE_COUNT] == 6000  # each article counted once
     replay(store, PROJECTORS)
     assert dump(store) == resumed
+
+
+def _kill_when(
+    process: subprocess.Popen[str], ready: Callable[[], bool], settle: float = 0.0
+) -> None:
+    """SIGKILL `process` once `ready()` holds (and `settle` seconds more), while it still runs."""
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert process.poll() is None, "it ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(settle)
+        assert process.poll() is None, "it finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 def _position(store: EventStore, name: str) -> int:

@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from tracker.database import WRITE, insert_missing, storage_errors
 from tracker.encoding import stored_time
 from tracker.errors import SchemaError, StorageError
+from tracker.events import decode
 from tracker.eventstore import EventStore
 from tracker.records import RecordedEvent
 from tracker.schema import projections
@@ -244,8 +245,6 @@ def writing(engine: Engine) -> Iterator[sa.Connection]:
 
 
 def decoded(events: Iterable[RecordedEvent]) -> list[tuple[RecordedEvent, Any]]:
-    from tracker.events import decode
-
     return [(event, decode(event)) for event in events]
 
 
@@ -370,7 +369,7 @@ def catch_up(
     A projection never built gets its first generation here; one built by an older version of
     its projector is rebuilt (replayed) first; one a replay is rebuilding is left to it.
     """
-    from tracker.rebuild import ReplayBusy, replay
+    from tracker.rebuild import ReplayBusy, replay  # rebuild builds on this module
 
     engine = store.engine
     names = [projector.name for projector in projectors]

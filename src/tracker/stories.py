@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,7 +22,7 @@ from tracker.errors import UsageError
 from tracker.names import PERSON, key
 from tracker.projection import utc
 from tracker.reading import Snapshot
-from tracker.summary import SourceText, summarise
+from tracker.summary import RECENT_ARTICLES, SourceText, summarise
 
 KEY_FIGURE_GROUPS = 5
 TOP_ENTITIES = 12
@@ -390,8 +391,6 @@ def feed_titles(snapshot: Snapshot, feed_ids: Sequence[str]) -> dict[str, str]:
 
 
 def _texts(snapshot: Snapshot, storyline_id: str) -> list[SourceText]:
-    from tracker.summary import RECENT_ARTICLES
-
     a = snapshot.views["articles"]
     query = (
         _member_query(
@@ -465,8 +464,6 @@ def _figures(snapshot: Snapshot, storyline_id: str) -> list[Figure]:
 def figure_changes(figures: Sequence[Figure]) -> list[FigureChange]:
     """Figures grouped by what they measure (kind, label, unit), each group's distinct values
     in the order they were first reported; the most reported groups first."""
-    from decimal import Decimal
-
     groups: dict[tuple[str, str, str], list[Figure]] = {}
     # In publication order; in one article, a value named as the earlier one comes first.
     ordered = sorted(figures, key=lambda f: (f.published_at, f.article_id, not f.earlier))
