@@ -10,10 +10,11 @@ as 15 and "about $30" as a date. Each figure keeps the words as printed, its val
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from tracker.sentences import sentences
+from tracker.sentences import sentence_spans
 
 MONEY = "money"
 COUNT = "count"
@@ -74,6 +75,7 @@ _COUNT = re.compile(
     r"(?P<mods>(?:[A-Z][\w'’]*(?:-[A-Za-z]\w*)*\s+){0,2}|(?:[a-z]+\s+)?)"
     r"(?P<noun>[A-Za-z][a-z]{2,}s|people|children|men|women|staff|police|personnel)\b"
 )
+_NUMBER = re.compile(rf"\b(?:{_NUM}|{_WORDNUM})", re.IGNORECASE)
 _MONTHS = re.compile(
     r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s*$", re.IGNORECASE
 )
@@ -119,60 +121,67 @@ class Figure:
 
 
 def figures_in(text: str) -> list[Figure]:
-    """Every figure in `text`, sentence by sentence, in reading order."""
-    found: list[Figure] = []
-    for sentence in sentences(text):
-        found.extend(_figures_in_sentence(sentence))
-    return found
+    """Every figure in `text`, in reading order, each with the sentence it stands in.
 
-
-def _figures_in_sentence(sentence: str) -> list[Figure]:
+    The patterns run over the whole text at once (in C, not a Python loop per sentence); a
+    figure never spans two sentences, since each pattern needs a space or nothing after it."""
     spans: list[tuple[int, int, str, Decimal, str]] = []
+    taken: list[tuple[int, int]] = []
 
-    def free(start: int, end: int) -> bool:
-        return all(end <= s or start >= e for s, e, *_ in spans)
+    def add(found: re.Match[str], kind: str, value: Decimal | None, unit: str) -> None:
+        start, end = found.span()
+        if value is not None and all(end <= s or start >= e for s, e in taken):
+            taken.append((start, end))
+            spans.append((start, end, kind, value, unit))
 
-    for found in (*_MONEY_SIGN.finditer(sentence), *_MONEY_WORD.finditer(sentence)):
-        value = _value(found["num"], found["scale"])
+    # The patterns that begin with a number are tried only where a number begins: one pass
+    # finds those places, instead of every pattern trying every word.
+    numbers = [found.start() for found in _NUMBER.finditer(text)]
+
+    def at_numbers(pattern: re.Pattern[str]) -> list[re.Match[str]]:
+        return [m for m in (pattern.match(text, at) for at in numbers) if m is not None]
+
+    for found in (*_MONEY_SIGN.finditer(text), *at_numbers(_MONEY_WORD)):
         currency = found["cur"].strip().lower()
         unit = _CURRENCY_SIGNS.get(currency) or _CURRENCY_WORDS.get(currency, "USD")
-        if value is not None and free(found.start(), found.end()):
-            spans.append((found.start(), found.end(), MONEY, value, unit))
-    for found in _PERCENT.finditer(sentence):
-        value = _value(found["num"], None)
-        if value is not None and free(found.start(), found.end()):
-            spans.append((found.start(), found.end(), PERCENT, value, "%"))
-    for found in _DURATION.finditer(sentence):
-        value = _value(found["num"], None)
+        add(found, MONEY, _value(found["num"], found["scale"]), unit)
+    for found in at_numbers(_PERCENT):
+        add(found, PERCENT, _value(found["num"], None), "%")
+    for found in at_numbers(_DURATION):
         unit = _DURATION_UNITS[_singular(found["unit"].lower())]
-        if value is not None and free(found.start(), found.end()):
-            spans.append((found.start(), found.end(), DURATION, value, unit))
-    for found in _COUNT.finditer(sentence):
+        add(found, DURATION, _value(found["num"], None), unit)
+    for found in at_numbers(_COUNT):
         noun = found["noun"]
-        if noun.lower() in _NOT_COUNTED or not _countable(sentence, found):
-            continue
-        value = _value(found["num"], found["scale"])
-        if value is not None and free(found.start(), found.end()):
-            spans.append((found.start(), found.end(), COUNT, value, noun.lower()))
+        if noun.lower() not in _NOT_COUNTED and _countable(text, found):
+            add(found, COUNT, _value(found["num"], found["scale"]), noun.lower())
+    if not spans:
+        return []
     spans.sort()
-    return [
-        Figure(
-            kind,
-            value,
-            unit,
-            sentence[start:end],
-            unit if kind == COUNT else _label(sentence, start, end, kind),
-            sentence,
-            bool(_EARLIER.search(sentence[:start])),
+    bounds = sentence_spans(text)
+    starts = [start for start, _ in bounds]
+    figures = []
+    for start, end, kind, value, unit in spans:
+        first, last = bounds[max(bisect_right(starts, start) - 1, 0)]
+        sentence = text[first:last]
+        at, until = start - first, end - first
+        figures.append(
+            Figure(
+                kind,
+                value,
+                unit,
+                text[start:end],
+                unit if kind == COUNT else _label(sentence, at, until, kind),
+                sentence,
+                bool(_EARLIER.search(sentence, 0, at)),
+            )
         )
-        for start, end, kind, value, unit in spans
-    ]
+    return figures
 
 
-def _countable(sentence: str, found: re.Match[str]) -> bool:
+def _countable(text: str, found: re.Match[str]) -> bool:
     number = found["num"]
-    before = sentence[: found.start()]
-    if _MONTHS.search(before):  # "Aug. 14 investors" is a date, not a count
+    # "Aug. 14 investors" is a date, not a count.
+    if _MONTHS.search(text, max(0, found.start() - 12), found.start()):
         return False
     # A bare four-digit year ("in 2020 prosecutors") counts nothing.
     return not re.fullmatch(r"(?:1[89]|2[01])\d\d", number)

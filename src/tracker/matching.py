@@ -16,25 +16,29 @@ from functools import lru_cache
 
 from tracker.config import StorylineRules
 
+_WORD = re.compile(r"\w+")
+
+
+@lru_cache(maxsize=1)
+def _without_marks() -> dict[int, None]:
+    """A str.translate table deleting combining marks (the accents NFKD splits off). Built on
+    first need, over the Basic Multilingual Plane, where the marks of news text live."""
+    return {cp: None for cp in range(0x10000) if unicodedata.combining(chr(cp))}
+
 
 def fold(text: str) -> str:
     """Text for matching: accents removed, case folded, every run of non-word characters one
-    space (so "Sky  Group" and "Sky\\nGroup" read alike)."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(re.findall(r"\w+", bare.casefold()))
-
-
-@lru_cache(maxsize=4096)
-def _pattern(folded_term: str) -> re.Pattern[str]:
-    # On folded text words are separated by single spaces, so a phrase is its words joined by
-    # one space, bounded by the start, the end or a space on each side.
-    return re.compile(rf"(?:^| ){re.escape(folded_term)}(?: |$)")
+    space (so "Sky  Group" and "Sky\nGroup" read alike)."""
+    if not text.isascii():  # most news text is; only the rest pays for decomposing
+        text = unicodedata.normalize("NFKD", text).translate(_without_marks())
+    return " ".join(_WORD.findall(text.casefold()))
 
 
 def occurs(term: str, folded_text: str) -> bool:
+    """Whether a term occurs on word boundaries in folded text: on folded text words are
+    separated by single spaces, so that is " term " within " text "."""
     folded_term = fold(term)
-    return bool(folded_term) and bool(_pattern(folded_term).search(folded_text))
+    return bool(folded_term) and f" {folded_term} " in f" {folded_text} "
 
 
 def fold_texts(texts: Iterable[str]) -> str:
@@ -57,29 +61,30 @@ class Match:
 
 @dataclass(frozen=True)
 class _Compiled:
-    all: tuple[tuple[str, re.Pattern[str]], ...]
-    any: tuple[tuple[str, re.Pattern[str]], ...]
-    none: tuple[re.Pattern[str], ...]
+    """Rules with their terms folded and padded once: (term, " folded term ")."""
+
+    all: tuple[tuple[str, str], ...]
+    any: tuple[tuple[str, str], ...]
+    none: tuple[str, ...]
 
 
 @lru_cache(maxsize=256)
 def _compile(rules: StorylineRules) -> _Compiled:
-    def patterns(terms: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
-        return tuple((term, _pattern(fold(term))) for term in terms if fold(term))
+    def padded(terms: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        return tuple((term, f" {fold(term)} ") for term in terms if fold(term))
 
-    return _Compiled(
-        patterns(rules.all), patterns(rules.any), tuple(p for _, p in patterns(rules.none))
-    )
+    return _Compiled(padded(rules.all), padded(rules.any), tuple(p for _, p in padded(rules.none)))
 
 
 def match_folded(rules: StorylineRules, folded: str) -> Match | None:
     """As `match`, on text already folded by `fold_texts`."""
     compiled = _compile(rules)
-    if any(pattern.search(folded) for pattern in compiled.none):
+    text = f" {folded} "
+    if any(term in text for term in compiled.none):
         return None
-    if not all(pattern.search(folded) for _, pattern in compiled.all):
+    if not all(term in text for _, term in compiled.all):
         return None
-    found_any = tuple(term for term, pattern in compiled.any if pattern.search(folded))
+    found_any = tuple(term for term, padded in compiled.any if padded in text)
     if rules.any and not found_any:
         return None
     return Match(tuple(term for term, _ in compiled.all), found_any)

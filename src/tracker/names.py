@@ -15,8 +15,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tracker.sentences import sentences
-
 PERSON = "person"
 PLACE = "place"
 ORGANISATION = "organisation"
@@ -96,7 +94,11 @@ _NOT_NAMES = _words(
 )
 _CONNECTORS = _words("de del la los las da do dos van von bin al of and y")
 _SUFFIXES = _words("Jr. Jr Sr. Sr II III")
-_TOKEN = re.compile(r"[\w][\w'’.\-]*|[^\w\s]")
+_CAPITAL = r"[A-ZÀ-ÖØ-Þ][\w'’.\-]*"
+_RUN = re.compile(
+    rf"{_CAPITAL}(?:[ \t]+(?:(?:de|del|la|los|las|da|do|dos|van|von|bin|al|of|and|y)[ \t]+)*"
+    rf"{_CAPITAL})*"
+)
 
 
 def _names(block: str) -> frozenset[str]:
@@ -128,8 +130,7 @@ def entities_in(texts: Iterable[str]) -> list[Entity]:
     """
     mentions: list[tuple[str, str]] = []  # (name, kind) in reading order
     for text in texts:
-        for sentence in sentences(text):
-            mentions.extend(_mentions(sentence))
+        mentions.extend(_mentions(text))
     people = sorted({name for name, kind in mentions if kind == PERSON})
     # Per (key, kind): how often each spelling was written in full, and the mentions in all.
     spellings: dict[tuple[str, str], Counter[str]] = {}
@@ -164,36 +165,22 @@ def _full_name(name: str, people: list[str]) -> str | None:
     return next(iter(longer.values())) if len(longer) == 1 else None
 
 
-def _mentions(sentence: str) -> list[tuple[str, str]]:
-    tokens = _TOKEN.findall(sentence)
+def _mentions(text: str) -> list[tuple[str, str]]:
+    """(name, kind) for each run of capitalised words in `text`, in reading order. The runs are
+    found by one pattern over the whole text; a run ends at a possessive ("Maduro's") or at a
+    sentence's final period."""
     found: list[tuple[str, str]] = []
-    run: list[str] = []
-    for index, token in enumerate(tokens):
-        bare = _bare(token)
-        if (
-            _capitalised(bare)
-            or bare in _SUFFIXES
-            and run
-            or run
-            and bare in _CONNECTORS
-            and _name_follows(tokens, index + 1)
-        ):
-            run.append(bare)
-        else:
-            found.extend(_classify(run))
-            run = []
-        if token.endswith(("'s", "’s")) and run:
-            found.extend(_classify(run))  # "Maduro's regime": the name ends there
-            run = []
-    found.extend(_classify(run))
+    for run in _RUN.finditer(text):
+        words: list[str] = []
+        for token in run.group().split():
+            bare = _bare(token)
+            words.append(bare)
+            ends_sentence = token.endswith(".") and not bare.endswith(".")
+            if token.endswith(("'s", "’s")) or ends_sentence:
+                found.extend(_classify(words))
+                words = []
+        found.extend(_classify(words))
     return found
-
-
-def _name_follows(tokens: list[str], index: int) -> bool:
-    """Whether connectors from `index` on lead to a capitalised word ("de los Soles")."""
-    while index < len(tokens) and _bare(tokens[index]) in _CONNECTORS:
-        index += 1
-    return index < len(tokens) and _capitalised(_bare(tokens[index]))
 
 
 _KEEP_PERIOD = _words("Jr. Sr. Mr. Mrs. Ms. Dr. St. Gen. Lt. Col. Capt. Sgt. Sen. Rep. Gov.")

@@ -21,21 +21,31 @@ _WORD_BEFORE = re.compile(r"(\S+)$")
 
 def sentences(text: str) -> list[str]:
     """The sentences of `text`, in order, each stripped; empty input gives none."""
-    found: list[str] = []
+    return [text[start:end] for start, end in sentence_spans(text)]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Where each sentence of `text` starts and ends, without the space around it."""
+    found: list[tuple[int, int]] = []
     start = 0
     for end in _END.finditer(text):
-        candidate = text[start : end.end(1)]
-        last = _WORD_BEFORE.search(text[start : end.start(1)])
+        last = _WORD_BEFORE.search(text, start, end.start(1))
         word = last.group(1) if last else ""
         if end.group(1) == "." and _keeps_going(word):
             continue
-        if candidate.strip():
-            found.append(candidate.strip())
+        _add(found, text, start, end.end(1))
         start = end.end()
-    rest = text[start:].strip()
-    if rest:
-        found.append(rest)
+    _add(found, text, start, len(text))
     return found
+
+
+def _add(found: list[tuple[int, int]], text: str, start: int, end: int) -> None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        found.append((start, end))
 
 
 def _keeps_going(word: str) -> bool:

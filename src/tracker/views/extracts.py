@@ -22,7 +22,7 @@ def article_sentences_text(title: str, summary: str, content: str) -> list[str]:
     """An article's texts to read, without a summary that only repeats the content's start
     (many feeds send the lead paragraph as both)."""
     texts = [title]
-    if summary and fold(summary) not in fold(content):
+    if summary and " ".join(summary.split()) not in " ".join(content.split()):
         texts.append(summary)
     texts.append(content)
     return [text for text in texts if text]

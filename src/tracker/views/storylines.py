@@ -229,6 +229,13 @@ def _update(
 ) -> None:
     """One (storyline, article)'s membership after an event at `at`: a member keeps the time
     it joined while its evidence changes."""
+    if (
+        curated is None
+        and key not in members
+        and folded is not None
+        and match_folded(story.rules, folded) is None
+    ):
+        return  # the common case: no member before, none now, nothing to build
     now = membership(
         story.rules,
         curated["action"] if curated else None,
