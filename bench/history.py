@@ -47,13 +47,14 @@ SUBJECTS = [
     ("barbados-talks", "Barbados talks", ("Barbados talks",)),
     ("caricom-summit", "Caricom summit", ("Caricom summit",)),
 ]
-_WORDS = (
+_PROSE = (
     "government officials said on Thursday that the ministry would review the plan after "
     "lawmakers raised concerns about costs and delays while residents waited for answers from "
     "the regional authorities who promised a report within weeks as analysts questioned the "
     "figures and opposition leaders called for an inquiry into how the contracts were awarded "
     "during the last election campaign when turnout was low and prices were rising sharply"
-).split()
+)
+_WORDS = _PROSE.split()
 _FIGURES = ["$50 million", "$25 million", "600 investors", "seven years", "60%", "$8.3 million"]
 _NAMES = ["Nicolás Maduro", "Irfaan Ali", "Pam Bondi", "Darrin Gayles", "Marco Rubio"]
 
