@@ -69,9 +69,7 @@ class Poll:
 
 
 def storylines() -> list[StorylineDefined]:
-    return [
-        StorylineDefined(sid, title, any=terms) for sid, title, terms in SUBJECTS[:STORYLINES]
-    ]
+    return [StorylineDefined(sid, title, any=terms) for sid, title, terms in SUBJECTS[:STORYLINES]]
 
 
 def _text(rng: random.Random, words: int, subject: tuple[str, ...] | None) -> str:
@@ -86,20 +84,21 @@ def _text(rng: random.Random, words: int, subject: tuple[str, ...] | None) -> st
     return ". ".join(s[0].upper() + s[1:] for s in sentences) + "."
 
 
-def polls(events: int, seed: int = 5) -> Iterator[Poll]:
-    """Polls that record about `events` events in all, in time order."""
+def polls(events: int, seed: int = 5, tag: str = "", start: datetime = START) -> Iterator[Poll]:
+    """Polls that record about `events` events in all, in time order from `start`; `tag`
+    keeps the article ids apart from another history's."""
     rng = random.Random(seed)
     feeds = [f"feed-{n:03d}" for n in range(FEEDS)]
     setup: list[tuple[str, Any]] = [
         (f"feed-{f}", FeedDefined(f, f"Feed {f}", f"https://news{n}.example/rss"))
         for n, f in enumerate(feeds)
     ] + [(f"storyline-{s.storyline_id}", s) for s in storylines()]
-    yield Poll(START, "setup", setup)
+    yield Poll(start, "setup", setup)
     written = len(setup)
     published: list[tuple[str, str]] = []
     failing: set[str] = set()
     step = SPAN / max(events // 4, 1)
-    at = START
+    at = start
     serial = 0
     while written < events:
         at += step * rng.uniform(0.5, 1.5)
@@ -119,7 +118,7 @@ def polls(events: int, seed: int = 5) -> Iterator[Poll]:
                 kind = rng.random()
                 if kind < 0.62 or not published:
                     serial += 1
-                    article_id = f"article-{serial:09d}"
+                    article_id = f"article-{tag}{serial:09d}"
                     subject = rng.choice(SUBJECTS)[2] if rng.random() < 0.4 else None
                     title = _text(rng, rng.randint(8, 12), subject).rstrip(".")
                     summary = _text(rng, rng.randint(15, 35), subject)

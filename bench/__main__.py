@@ -1,0 +1,466 @@
+"""python -m bench: tracker's speed and memory beside the floor and the best Python peer.
+
+For each size (events in the log) it builds a seeded history through the real store, then
+measures, each in a process of its own (for its peak RSS), `--runs` times:
+
+    floor   the same rows inserted by the bare driver (sqlite3 executemany, PostgreSQL COPY);
+            an ordered scan of the events with every payload decoded; feedparser's own parse
+            of the feeds a poll round fetches, and the bare insert of what that round recorded
+    peer    the eventsourcing library's application recorder appending the same polls (one
+            transaction each) and reading them back through its notification log
+    ours    append (one transaction per poll), replay of all projections, catch-up of the same
+            events, verify, `tracker story`, `stories`, `events --limit 20` and `--version` as
+            whole processes, a poll round of 200 changed feeds of 50 items and one of 200
+            unchanged feeds (all 304)
+
+It prints a table of medians with their spread, and with --output writes it to a Markdown file
+with the targets and whether each is met (docs/benchmarks.md), and with --plot a PNG of time
+against events. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
+HEAVY_IMPORTS = ("feedparser", "httpx", "apscheduler", "alembic")
+READ_COMMANDS = {
+    "story": ["story", "essequibo"],
+    "stories": ["stories"],
+    "events": ["events", "--limit", "20"],
+    "help": ["--help"],
+}
+# Building a history, for ours and for the peer, is repeated `--runs` times up to this size;
+# above it once (a million events through each, three times over, would take hours).
+REPEAT_BUILDS_UP_TO = 100_000
+
+
+@dataclass
+class Figure:
+    """One measurement's runs, each what the child process reported (seconds, rss_mb, ...)."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> list[float]:
+        return [float(run["seconds"]) for run in self.runs]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def spread(self) -> float:
+        return max(self.seconds) - min(self.seconds)
+
+    @property
+    def rss_mb(self) -> float:
+        return max(float(run.get("rss_mb", 0)) for run in self.runs)
+
+
+Figures = dict[str, Figure]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "src"), env.get("PYTHONPATH", "")])
+    env.update(extra)
+    return env
+
+
+def child(kind: str, *args: str) -> dict[str, Any]:
+    """Run one measurement in a fresh process (bench/child.py) and return what it reported."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.child", kind, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env(),
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"bench: {kind} failed:\n{result.stderr.strip()[-3000:]}")
+    reported: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return reported
+
+
+def command(args: list[str], url: str) -> dict[str, Any]:
+    """A tracker command as a user runs it: a whole process, timed from outside."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "tracker", *args],
+        capture_output=True,
+        cwd=REPO,
+        env=_env(TRACKER_DATABASE_URL=url),
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"bench: tracker {' '.join(args)} failed: {result.stderr[-800:]!r}")
+    return {"seconds": seconds}
+
+
+def heavy_imports(args: list[str], url: str) -> list[str]:
+    """Which of the heavy libraries a command imports (python -X importtime)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tracker", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env(TRACKER_DATABASE_URL=url),
+    )
+    found = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if "|" in line
+    }
+    return sorted(found & set(HEAVY_IMPORTS))
+
+
+@contextmanager
+def database(postgres: str | None, label: str, folder: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file in `folder`, or a schema of PostgreSQL."""
+    if postgres is None:
+        path = folder / f"bench-{label}-{uuid.uuid4().hex[:6]}.db"
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            for leftover in folder.glob(f"{path.stem}*"):
+                leftover.unlink()
+        return
+    import sqlalchemy as sa
+
+    schema = f"bench_{label}_{uuid.uuid4().hex[:6]}"
+    admin = sa.create_engine(sa.engine.make_url(postgres).set(drivername="postgresql+psycopg"))
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = sa.engine.make_url(postgres).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def measure(
+    size: int, postgres: str | None, runs: int, folder: Path, say: Callable[[str], None]
+) -> Figures:
+    figures: Figures = {}
+
+    def record(name: str, run: Callable[[int], dict[str, Any]], times: int = runs) -> None:
+        figure = figures[name] = Figure([run(n) for n in range(times)])
+        rss = f", peak RSS {figure.rss_mb:.0f} MB" if figure.rss_mb else ""
+        say(f"  {name}: {figure.median:.3f} s (spread {figure.spread:.3f}){rss}")
+
+    builds = runs if size <= REPEAT_BUILDS_UP_TO else 1
+    with database(postgres, f"n{size}", folder) as url:
+        say(f"{size:,} events, {'PostgreSQL' if postgres else 'SQLite'}")
+
+        def build(run: int) -> dict[str, Any]:
+            if run == 0:
+                return child("build", url, str(size))  # the history every figure reads
+            with database(postgres, f"scratch{run}", folder) as scratch:
+                return child("build", scratch, str(size))
+
+        record("ours: append, one transaction per poll", build, builds)
+        record(
+            "peer: eventsourcing append",
+            lambda n: child("peer-append", url, str(size), str(n)),
+            builds,
+        )
+        record("peer: eventsourcing read", lambda n: child("peer-read", url, "0"))
+        record("floor: insert (sqlite3 executemany / COPY)", lambda n: child("floor-insert", url))
+        record("floor: scan and decode", lambda n: child("floor-scan", url))
+        record("ours: replay", lambda n: child("replay", url))
+        record("ours: catch-up", lambda n: child("catch-up", url))
+        record("ours: verify", lambda n: child("verify", url))
+        record("ours: tracker --version", lambda n: command(["--version"], url), runs + 2)
+        for args in READ_COMMANDS.values():
+            record(f"ours: tracker {' '.join(args)}", lambda n, a=args: command(a, url), runs + 2)  # type: ignore[misc]
+        figures["imports"] = Figure(
+            [{"seconds": 0.0, **{n: heavy_imports(a, url) for n, a in READ_COMMANDS.items()}}]
+        )
+        _poll_rounds(url, runs, folder, figures, say)
+    return figures
+
+
+def _poll_rounds(
+    url: str, runs: int, folder: Path, figures: Figures, say: Callable[[str], None]
+) -> None:
+    from bench.feeds import FeedServer
+
+    server = FeedServer()
+    names = (
+        "ours: poll round, 200 changed feeds",
+        "ours: catch-up after that round",
+        "floor: feedparser parse of those feeds",
+        "floor: insert of what that round recorded",
+        "ours: poll round, 200 unchanged feeds (304)",
+    )
+    for name in names:
+        figures[name] = Figure()
+    try:
+        config = folder / "bench-feeds.yaml"
+        server.config(config)
+        for run in range(runs):
+            server.round = run + 1
+            bodies = folder / f"round-{run + 1}"
+            server.write_round(bodies)
+            polled = child("poll", url, str(config))
+            figures[names[0]].runs.append(polled)
+            figures[names[1]].runs.append({"seconds": polled["catch_up_seconds"]})
+            figures[names[2]].runs.append(child("parse", str(bodies)))
+            raw = child("floor-insert", url, str(polled["first"]), str(polled["last"]))
+            figures[names[3]].runs.append(raw)
+            figures[names[4]].runs.append(child("poll", url, str(config)))
+            shutil.rmtree(bodies)
+    finally:
+        server.close()
+    for name in names:
+        say(f"  {name}: {figures[name].median:.3f} s (spread {figures[name].spread:.3f})")
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def _cell(figure: Figure | None) -> str:
+    if figure is None or not figure.runs:
+        return "-"
+    return f"{figure.median:.3f} ±{figure.spread:.3f}"
+
+
+def _ratio(a: Figure | None, b: Figure | None) -> float | None:
+    if a is None or b is None or not a.runs or not b.runs or b.median == 0:
+        return None
+    return a.median / b.median
+
+
+def targets(by_size: dict[str, Figures]) -> list[tuple[str, str, bool | None]]:
+    """(target, what was measured, met?) for each of issue #5's targets."""
+    rows: list[tuple[str, str, bool | None]] = []
+    for label, figures in by_size.items():
+        ours = figures.get("ours: append, one transaction per poll")
+        peer = figures.get("peer: eventsourcing append")
+        ratio = _ratio(peer, ours)  # time ratio: peer seconds / our seconds = our speed-up
+        rows.append(
+            (
+                f"{label}: append ≥ 1.5× eventsourcing",
+                f"{ratio:.2f}×" if ratio else "-",
+                ratio >= 1.5 if ratio else None,
+            )
+        )
+        replay = _ratio(figures.get("ours: replay"), figures.get("floor: scan and decode"))
+        rows.append(
+            (
+                f"{label}: replay ≤ 3× scan-and-decode",
+                f"{replay:.1f}×" if replay else "-",
+                replay <= 3 if replay else None,
+            )
+        )
+        catch = _ratio(figures.get("ours: catch-up"), figures.get("ours: replay"))
+        rows.append(
+            (
+                f"{label}: catch-up ≤ replay",
+                f"{catch:.2f}×" if catch else "-",
+                catch <= 1 if catch else None,
+            )
+        )
+        story, bare = (
+            figures.get("ours: tracker story essequibo"),
+            figures.get("ours: tracker --version"),
+        )
+        if story and bare:
+            extra = (story.median - bare.median) * 1000
+            rows.append((f"{label}: story ≤ --version + 100 ms", f"+{extra:.0f} ms", extra <= 100))
+        imports = figures.get("imports")
+        if imports:
+            heavy = {k: v for k, v in imports.runs[0].items() if k != "seconds" and v}
+            rows.append(
+                (
+                    f"{label}: read commands import none of {', '.join(HEAVY_IMPORTS)}",
+                    "none" if not heavy else json.dumps(heavy),
+                    not heavy,
+                )
+            )
+        changed = figures.get("ours: poll round, 200 changed feeds")
+        parse = figures.get("floor: feedparser parse of those feeds")
+        raw = figures.get("floor: insert of what that round recorded")
+        if changed and parse and raw:
+            budget = parse.median + raw.median
+            rows.append(
+                (
+                    f"{label}: poll of 200 changed feeds ≤ 1.25× (parse + insert)",
+                    f"{changed.median / budget:.2f}×",
+                    changed.median <= 1.25 * budget,
+                )
+            )
+        unchanged = figures.get("ours: poll round, 200 unchanged feeds (304)")
+        if unchanged:
+            rows.append(
+                (
+                    f"{label}: poll of 200 unchanged feeds < 1 s",
+                    f"{unchanged.median:.2f} s",
+                    unchanged.median < 1,
+                )
+            )
+        for name in ("ours: replay", "ours: verify"):
+            figure = figures.get(name)
+            if figure and label == "1m":
+                rows.append(
+                    (
+                        f"{label}: {name[6:]} peak RSS < 200 MB",
+                        f"{figure.rss_mb:.0f} MB",
+                        figure.rss_mb < 200,
+                    )
+                )
+    return rows
+
+
+def table(by_size: dict[str, Figures]) -> list[str]:
+    labels = list(by_size)
+    names = [n for n in next(iter(by_size.values())) if n != "imports"]
+    lines = [
+        "| measurement | "
+        + " | ".join(f"{label} (s, ±spread)" for label in labels)
+        + " | peak RSS (MB) |",
+        "|---|" + "---|" * len(labels) + "---|",
+    ]
+    for name in names:
+        cells = [_cell(by_size[label].get(name)) for label in labels]
+        rss = max(
+            (by_size[label][name].rss_mb for label in labels if name in by_size[label]), default=0
+        )
+        lines.append(
+            f"| {name} | " + " | ".join(cells) + f" | {rss:.0f} |"
+            if rss
+            else f"| {name} | " + " | ".join(cells) + " | - |"
+        )
+    lines.append(
+        "| events in the log | "
+        + " | ".join(
+            str(int(by_size[label]["ours: append, one transaction per poll"].runs[0]["events"]))
+            for label in labels
+        )
+        + " | |"
+    )
+    return lines
+
+
+def machine() -> str:
+    import sqlalchemy
+
+    cpus = os.cpu_count()
+    return (
+        f"{platform.platform()}, {cpus} CPUs, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}, SQLAlchemy {sqlalchemy.__version__}"
+    )
+
+
+def plot(by_size: dict[str, Figures], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    events = [
+        int(figures["ours: append, one transaction per poll"].runs[0]["events"])
+        for figures in by_size.values()
+    ]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name, style in (
+        ("ours: replay", "o-"),
+        ("floor: scan and decode", "s--"),
+        ("ours: tracker story essequibo", "^-"),
+        ("ours: tracker --version", "v:"),
+    ):
+        axis.plot(events, [f[name].median for f in by_size.values()], style, label=name)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("events in the log")
+    axis.set_ylabel("seconds (median)")
+    axis.set_title("tracker: replay grows with the log, story stays flat")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10k,100k,1m", help="comma-separated: 10k, 100k, 1m")
+    parser.add_argument(
+        "--database-url",
+        help="postgresql://USER@HOST/DB to measure PostgreSQL (a schema of its own per size); "
+        "SQLite files in a temporary folder by default",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
+    parser.add_argument("--output", type=Path, help="write the table and targets here (Markdown)")
+    parser.add_argument("--plot", type=Path, help="write a PNG of time against events here")
+    parser.add_argument("--json", type=Path, help="write every run's figures here")
+    args = parser.parse_args(argv)
+    sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        parser.error(f"unknown size {', '.join(unknown)} (sizes: {', '.join(SIZES)})")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    postgres = args.database_url
+    if postgres is not None and not postgres.startswith("postgresql"):
+        parser.error("--database-url takes a postgresql:// URL (SQLite is the default)")
+    started = datetime.now(UTC)
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    by_size: dict[str, Figures] = {}
+    with tempfile.TemporaryDirectory(prefix="tracker-bench-") as folder:
+        for label in sizes:
+            by_size[label] = measure(SIZES[label], postgres, args.runs, Path(folder), say)
+    database_name = "PostgreSQL" if postgres else "SQLite"
+    command_line = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = [
+        f"Measured {started:%Y-%m-%d %H:%M} UTC on {machine()}; database: {database_name}.",
+        f"Command: `{command_line}`; medians of {args.runs} runs (spread = slowest − fastest).",
+        "",
+        *table(by_size),
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {value} | {'yes' if met else 'no' if met is not None else '-'} |"
+            for name, value, met in targets(by_size)
+        ),
+    ]
+    print("\n".join(report))
+    if args.output:
+        args.output.write_text("\n".join(report) + "\n", encoding="utf-8")
+    if args.plot:
+        plot(by_size, args.plot)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    label: {n: f.runs for n, f in figures.items()}
+                    for label, figures in by_size.items()
+                }
+            ),
+            encoding="utf-8",
+        )
+
+
+if __name__ == "__main__":
+    main()
