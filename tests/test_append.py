@@ -311,3 +311,30 @@ def test_a_session_commits_appends_to_several_streams_together_or_not_at_all(
     assert count(store) == 2
     assert [e.position for e in store.read_all()] == [1, 2]
     assert verify_chain(store.read_chain()).ok
+
+
+def test_a_sessions_appends_are_checked_together_and_refused_whole(store: EventStore) -> None:
+    store.append("article-1", [article("one")], 0)
+    again = article("two")
+    store.append("article-2", [again], 0)
+    # A version expected too high would leave a gap; too low would clash: both refused.
+    for expected in (5, 0):
+        refused = pytest.raises(ConcurrencyError, match="'article-1': expected version")
+        with refused, store.session() as session:
+            session.append("article-3", [article("three")], 0)
+            session.append("article-1", [article("one, edited")], expected)
+    # An event already in the log, sent again inside a session.
+    with pytest.raises(DuplicateEventError, match=str(again.event_id)), store.session() as session:
+        session.append("article-4", [article("four")], 0)
+        session.append("article-2", [again], 1)
+    assert count(store) == 2
+    # Within one session, versions follow on from the session's own appends.
+    with store.session() as session:
+        session.append("article-1", [article("one, edited")], 1)
+        result = session.append("article-1", [article("one, again")], 2)
+        assert result.stream_version == 3 and result.positions == (4,)
+        # Using the connection writes what is pending, so the caller's reads see it.
+        seen = session.connection.execute(sa.select(sa.func.count()).select_from(events))
+        assert seen.scalar() == 4
+    assert [e.stream_version for e in store.read_stream("article-1")] == [1, 2, 3]
+    assert verify_chain(store.read_chain()).ok

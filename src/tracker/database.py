@@ -102,6 +102,7 @@ def _sqlite_engine(url: URL) -> Engine:
                 if "readonly" not in str(error):
                     raise
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -51,6 +52,41 @@ _ID_LOOKUP_CHUNK = 500
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 # A writer whose clock is this far behind the log's last recorded time is worth a warning.
 _CLOCK_SKEW_WARNING = timedelta(seconds=5)
+
+
+# The statements an append runs, built once: building them costs more than running them.
+_PLACE_COLUMNS = (events.c.event_id, events.c.position, events.c.stream_id, events.c.stream_version)
+_RECORDED_PLACES = sa.select(*_PLACE_COLUMNS).where(
+    events.c.event_id.in_(sa.bindparam("ids", expanding=True))
+)
+_RECORDED_PLACE = sa.select(*_PLACE_COLUMNS).where(events.c.event_id == sa.bindparam("id"))
+_STREAM_VERSION = sa.select(sa.func.max(events.c.stream_version)).where(
+    events.c.stream_id == sa.bindparam("stream")
+)
+_STREAM_VERSIONS = (
+    sa.select(events.c.stream_id, sa.func.max(events.c.stream_version).label("version"))
+    .where(events.c.stream_id.in_(sa.bindparam("streams", expanding=True)))
+    .group_by(events.c.stream_id)
+)
+_TAIL = (
+    sa.select(events.c.position, events.c.hash, events.c.recorded_at)
+    .order_by(events.c.position.desc())
+    .limit(1)
+)
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where an event already stands: as the database or a session's pending rows say."""
+
+    event_id: Any
+    position: int
+    stream_id: str
+    stream_version: int
+
+
+# The constraint that means "this event id is in the log already", as each database names it.
+_EVENT_ID_CONSTRAINTS = ("uq_events_event_id", "events.event_id")
 # The constraints that mean "another writer got there first", as each database names them.
 _RACE_CONSTRAINTS = (
     "pk_events",
@@ -89,11 +125,33 @@ def _now() -> datetime:
 
 
 class LogSession:
-    """Appends inside one EventStore.session(): the log's lock is held until it ends."""
+    """Appends inside one EventStore.session(): the log's lock is held until it ends.
 
-    def __init__(self, store: EventStore, connection: sa.Connection) -> None:
+    Holding the lock, the session alone writes the log, so it reads the log's tail once and
+    numbers and chains the events of all its appends in memory, then inserts them in one
+    statement: when the session ends, or as soon as the caller uses `connection` (so that
+    whatever the caller reads or writes there sees them).
+
+    A session checks in one go, at that moment, what a lone append checks at once: that no
+    event is in the log already, and that each stream given an expected version was at it.
+    So in a session those errors (DuplicateEventError, ConcurrencyError) may come from the
+    end of the `with` block, and the whole session is written or none of it.
+    """
+
+    def __init__(self, store: EventStore, connection: sa.Connection, deferred: bool) -> None:
         self._store = store
-        self.connection = connection
+        self._connection = connection
+        self.deferred = deferred
+        self.tail: tuple[int, str, datetime | None] | None = None  # position, hash, time
+        self.versions: dict[str, int] = {}  # each stream touched: its version, pending included
+        self.assumed: dict[str, int] = {}  # streams taken at the version the caller expected
+        self.pending: list[dict[str, Any]] = []
+        self.pending_places: dict[Any, tuple[int, str, int]] = {}  # id: position, stream, version
+
+    @property
+    def connection(self) -> sa.Connection:
+        self.flush()
+        return self._connection
 
     def append(
         self,
@@ -102,7 +160,45 @@ class LogSession:
         expected_version: int | None = None,
     ) -> AppendResult:
         """As EventStore.append, but committed only when the session ends without error."""
-        return self._store._append_in(self.connection, stream_id, new_events, expected_version)
+        return self._store._append_in(self, stream_id, new_events, expected_version)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        rows, self.pending = self.pending, []
+        self.pending_places.clear()
+        if self.deferred:
+            self._check(rows)
+        try:
+            self._connection.execute(sa.insert(events), rows)
+        except IntegrityError as error:
+            if self.deferred and any(name in str(error.orig) for name in _EVENT_ID_CONSTRAINTS):
+                # The unique event id is the check that every event of a session is new.
+                raise DuplicateEventError(rows[0]["stream_id"], self._known(rows)) from None
+            if not any(name in str(error.orig) for name in _RACE_CONSTRAINTS):
+                raise
+            # Only reachable by a writer that ignored the lock.
+            raise ConcurrencyError(rows[0]["stream_id"], None, None) from None
+
+    def _check(self, rows: list[dict[str, Any]]) -> None:
+        """The versions the appends took on trust: each stream was at the version expected.
+        (A wrong guess too low would also trip the unique (stream, version); one too high
+        would leave a gap, so both are checked here, in one query.)"""
+        assumed, self.assumed = self.assumed, {}
+        if not assumed:
+            return
+        actual = self._store._stream_versions(self._connection, list(assumed))
+        for stream_id, version in assumed.items():
+            if actual.get(stream_id, 0) != version:
+                raise ConcurrencyError(stream_id, version, actual.get(stream_id, 0))
+
+    def _known(self, rows: list[dict[str, Any]]) -> list[str]:
+        """The ids of these rows the log already holds (after a failed insert: on PostgreSQL
+        the transaction is over, so this asks on a connection of its own)."""
+        engine = self._store.engine
+        with engine.connect() as connection:
+            recorded = self._store._recorded_places(connection, [r["event_id"] for r in rows])
+        return sorted(str(event_id) for event_id in recorded)
 
 
 class EventStore:
@@ -135,39 +231,38 @@ class EventStore:
         retry: nothing is written, and their positions and the version the batch reached are
         reported. ValueError for a batch that could never be stored.
         """
-        with self.session() as session:
+        with self._session(deferred=False) as session:
             return session.append(stream_id, new_events, expected_version)
 
-    @contextmanager
-    def session(self) -> Iterator[LogSession]:
+    def session(self) -> AbstractContextManager[LogSession]:
         """One write transaction holding the log's lock, for several appends at once.
 
         Everything done in it (appends to any streams, and the caller's own bookkeeping through
         `session.connection`) commits together, or not at all if anything raises.
         """
+        return self._session(deferred=True)
+
+    @contextmanager
+    def _session(self, deferred: bool) -> Iterator[LogSession]:
         with storage_errors(self._engine), self._engine.connect() as connection:
             connection = connection.execution_options(**WRITE)
             with connection.begin():
                 if connection.dialect.name == "postgresql":
                     connection.exec_driver_sql(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
                     connection.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
-                yield LogSession(self, connection)
+                session = LogSession(self, connection, deferred)
+                yield session
+                session.flush()
 
     def _append_in(
         self,
-        connection: sa.Connection,
+        session: LogSession,
         stream_id: str,
         new_events: Sequence[NewEvent],
         expected_version: int | None,
     ) -> AppendResult:
         rows = self._encode(stream_id, new_events)
-        try:
-            return self._append_locked(connection, stream_id, rows, expected_version)
-        except IntegrityError as error:
-            if not any(name in str(error.orig) for name in _RACE_CONSTRAINTS):
-                raise
-            # Only reachable by a writer that ignored the lock.
-            raise ConcurrencyError(stream_id, expected_version, None) from None
+        return self._append_locked(session, stream_id, rows, expected_version)
 
     @staticmethod
     def _encode(stream_id: str, new_events: Sequence[NewEvent]) -> list[dict[str, Any]]:
@@ -191,29 +286,43 @@ class EventStore:
 
     def _append_locked(
         self,
-        connection: sa.Connection,
+        session: LogSession,
         stream_id: str,
         rows: list[dict[str, Any]],
         expected_version: int | None,
     ) -> AppendResult:
-        recorded = self._recorded_places(connection, [row["event_id"] for row in rows])
+        connection = session._connection
+        # A lone append checks the log at once; a session's appends are checked together
+        # when it flushes (LogSession._check).
+        ids = [row["event_id"] for row in rows]
+        recorded = {} if session.deferred else self._recorded_places(connection, ids)
+        for event_id in ids:
+            place = session.pending_places.get(event_id)
+            if place is not None:
+                recorded[event_id] = _Place(event_id, *place)
         if recorded:
             return self._retry(stream_id, rows, recorded)
-        current_version = self._stream_version(connection, stream_id)
+        current_version = session.versions.get(stream_id)
+        if current_version is None:
+            if session.deferred and expected_version is not None:
+                current_version = session.assumed[stream_id] = expected_version
+            else:
+                current_version = self._stream_version(connection, stream_id)
         if expected_version is not None and expected_version != current_version:
             raise ConcurrencyError(stream_id, expected_version, current_version)
 
-        last = connection.execute(
-            sa.select(events.c.position, events.c.hash, events.c.recorded_at)
-            .order_by(events.c.position.desc())
-            .limit(1)
-        ).first()
-        position, previous_hash = (last.position, last.hash) if last else (0, GENESIS)
+        if session.tail is None:
+            last = connection.execute(_TAIL).first()
+            session.tail = (
+                (last.position, last.hash, stored_time(last.recorded_at))
+                if last
+                else (0, GENESIS, None)
+            )
+        position, previous_hash, last_recorded = session.tail
         recorded_at = aware_utc(self._clock())
-        if last is not None:
+        if last_recorded is not None:
             # Recorded times never go backwards in position order, even across machines whose
             # clocks disagree, so "the log as of time T" is always a prefix of the log.
-            last_recorded = stored_time(last.recorded_at)
             if last_recorded - recorded_at > _CLOCK_SKEW_WARNING:
                 log.warning(
                     "this machine's clock (%s) is behind the log's last recorded time (%s); "
@@ -230,7 +339,10 @@ class EventStore:
                 previous_hash, ChainRow(**{**row, "event_id": str(row["event_id"]), "hash": ""})
             )
             row["hash"] = previous_hash
-        connection.execute(sa.insert(events), rows)
+            session.pending_places[row["event_id"]] = (position, stream_id, version)
+        session.pending.extend(rows)
+        session.tail = (position, previous_hash, recorded_at)
+        session.versions[stream_id] = current_version + len(rows)
         return AppendResult(
             stream_id,
             tuple(range(first_position, position + 1)),
@@ -239,7 +351,7 @@ class EventStore:
 
     @staticmethod
     def _retry(
-        stream_id: str, rows: list[dict[str, Any]], recorded: dict[Any, sa.Row[Any]]
+        stream_id: str, rows: list[dict[str, Any]], recorded: dict[Any, Any]
     ) -> AppendResult:
         """A batch already (partly) in the log: report it if it is a plain retry, else refuse."""
         missing = [row for row in rows if row["event_id"] not in recorded]
@@ -263,22 +375,31 @@ class EventStore:
         )
 
     @staticmethod
-    def _recorded_places(connection: sa.Connection, ids: list[Any]) -> dict[Any, sa.Row[Any]]:
+    def _recorded_places(connection: sa.Connection, ids: list[Any]) -> dict[Any, Any]:
         """Where each of these event ids already is in the log, if anywhere."""
-        found: dict[Any, sa.Row[Any]] = {}
-        columns = (events.c.event_id, events.c.position, events.c.stream_id)
+        found: dict[Any, Any] = {}
+        if len(ids) == 1:  # the usual append: one event, and a statement that needs no expanding
+            rows = connection.execute(_RECORDED_PLACE, {"id": ids[0]})
+            return {row.event_id: row for row in rows}
         for start in range(0, len(ids), _ID_LOOKUP_CHUNK):
             chunk = ids[start : start + _ID_LOOKUP_CHUNK]
-            query = sa.select(*columns, events.c.stream_version).where(events.c.event_id.in_(chunk))
-            found.update({row.event_id: row for row in connection.execute(query)})
+            rows = connection.execute(_RECORDED_PLACES, {"ids": chunk})
+            found.update({row.event_id: row for row in rows})
+        return found
+
+    @staticmethod
+    def _stream_versions(connection: sa.Connection, stream_ids: list[str]) -> dict[str, int]:
+        """The versions of the streams that have events, by stream."""
+        found: dict[str, int] = {}
+        for start in range(0, len(stream_ids), _ID_LOOKUP_CHUNK):
+            chunk = stream_ids[start : start + _ID_LOOKUP_CHUNK]
+            rows = connection.execute(_STREAM_VERSIONS, {"streams": chunk})
+            found.update({row.stream_id: row.version for row in rows})
         return found
 
     @staticmethod
     def _stream_version(connection: sa.Connection, stream_id: str) -> int:
-        query = sa.select(sa.func.max(events.c.stream_version)).where(
-            events.c.stream_id == stream_id
-        )
-        return connection.execute(query).scalar() or 0
+        return connection.execute(_STREAM_VERSION, {"stream": stream_id}).scalar() or 0
 
     # -- reading -------------------------------------------------------------------------------
 
