@@ -395,7 +395,7 @@ def plot(by_size: dict[str, Figures], path: Path) -> None:
     axis.set_yscale("log")
     axis.set_xlabel("events in the log")
     axis.set_ylabel("seconds (median)")
-    axis.set_title("tracker: replay grows with the log, story stays flat")
+    axis.set_title("tracker: time against events in the log")
     axis.grid(True, which="both", alpha=0.3)
     axis.legend()
     figure.tight_layout()
@@ -414,6 +414,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, help="write the table and targets here (Markdown)")
     parser.add_argument("--plot", type=Path, help="write a PNG of time against events here")
     parser.add_argument("--json", type=Path, help="write every run's figures here")
+    parser.add_argument(
+        "--replot", type=Path, metavar="JSON", help="only draw --plot from a --json file"
+    )
     args = parser.parse_args(argv)
     sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
@@ -421,6 +424,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown size {', '.join(unknown)} (sizes: {', '.join(SIZES)})")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.replot:
+        if not args.plot:
+            parser.error("--replot needs --plot FILE")
+        saved = json.loads(args.replot.read_text(encoding="utf-8"))
+        plot(
+            {label: {n: Figure(runs) for n, runs in f.items()} for label, f in saved.items()},
+            args.plot,
+        )
+        return
     postgres = args.database_url
     if postgres is not None and not postgres.startswith("postgresql"):
         parser.error("--database-url takes a postgresql:// URL (SQLite is the default)")
