@@ -111,7 +111,16 @@ def _sqlite_engine(url: URL) -> Engine:
         # A writer takes the write lock up front (IMMEDIATE), so it waits out the busy timeout
         # instead of failing when a read transaction would have to be upgraded to a write.
         immediate = connection.get_execution_options().get("tracker_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        # On the driver's cursor: through SQLAlchemy, this one statement cost a poll's append
+        # as much as all its other statements. Its errors are wrapped as SQLAlchemy would.
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(statement)
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(statement, (), error, sqlite3.Error) from error
+        finally:
+            cursor.close()
 
     return engine
 
@@ -137,13 +146,19 @@ def migration_connection(engine: Engine) -> Iterator[sa.Connection]:
 
 @contextmanager
 def storage_errors(engine: Engine) -> Iterator[None]:
-    """Turn a driver error into a one-line StorageError that names the database."""
+    """Turn a driver error into a one-line StorageError that names the database: one that
+    SQLAlchemy wrapped, or one from the driver's cursor that the append path uses directly."""
     try:
         yield
     except DBAPIError as error:
-        original = str(error.orig).strip().splitlines()
-        reason = original[0] if original else type(error.orig).__name__
-        raise StorageError(f"{describe(engine.url)}: {reason}") from error
+        raise StorageError(f"{describe(engine.url)}: {_reason(error.orig)}") from error
+    except engine.dialect.loaded_dbapi.Error as error:
+        raise StorageError(f"{describe(engine.url)}: {_reason(error)}") from error
+
+
+def _reason(error: BaseException | None) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -20,7 +20,6 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 from tracker.database import WRITE, storage_errors
 from tracker.encoding import (
@@ -30,6 +29,7 @@ from tracker.encoding import (
     encode_json,
     recorded_event,
     stored_time,
+    stored_uuid,
 )
 from tracker.errors import ConcurrencyError, DuplicateEventError
 from tracker.integrity import GENESIS, ChainRow, chain_hash
@@ -54,25 +54,65 @@ DEFAULT_LOCK_TIMEOUT_S = 30.0
 _CLOCK_SKEW_WARNING = timedelta(seconds=5)
 
 
-# The statements an append runs, built once: building them costs more than running them.
-_PLACE_COLUMNS = (events.c.event_id, events.c.position, events.c.stream_id, events.c.stream_version)
-_RECORDED_PLACES = sa.select(*_PLACE_COLUMNS).where(
-    events.c.event_id.in_(sa.bindparam("ids", expanding=True))
+# The statements an append runs, as the driver takes them: an append is a handful of small
+# statements, and SQLAlchemy's per-statement work (compiling, expanding IN lists, processing
+# each value) cost more than the database's. Values are converted with SQLAlchemy's own
+# processors for the dialect (_WriteStatements), so rows are stored exactly as Core would.
+_PLACE_COLUMNS = "event_id, position, stream_id, stream_version"
+# The columns of a pending row, in the order LogSession holds them.
+_INSERT_COLUMNS = (
+    "position",
+    "event_id",
+    "stream_id",
+    "stream_version",
+    "event_type",
+    "schema_version",
+    "payload",
+    "metadata",
+    "recorded_at",
+    "hash",
 )
-_RECORDED_PLACE = sa.select(*_PLACE_COLUMNS).where(events.c.event_id == sa.bindparam("id"))
-_STREAM_VERSION = sa.select(sa.func.max(events.c.stream_version)).where(
-    events.c.stream_id == sa.bindparam("stream")
-)
-_STREAM_VERSIONS = (
-    sa.select(events.c.stream_id, sa.func.max(events.c.stream_version).label("version"))
-    .where(events.c.stream_id.in_(sa.bindparam("streams", expanding=True)))
-    .group_by(events.c.stream_id)
-)
-_TAIL = (
-    sa.select(events.c.position, events.c.hash, events.c.recorded_at)
-    .order_by(events.c.position.desc())
-    .limit(1)
-)
+_STREAM_ID = _INSERT_COLUMNS.index("stream_id")
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _bind_processor(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[Any], Any]:
+    """How SQLAlchemy converts a value of this column for the driver (or not at all)."""
+    processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return cast(Callable[[Any], Any], processor) if processor is not None else _identity
+
+
+class _WriteStatements:
+    """The write path's SQL for one dialect, in its parameter style."""
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        self.mark = mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.insert = (
+            f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)}) "
+            f"VALUES ({self.marks(len(_INSERT_COLUMNS))})"
+        )
+        self.tail = "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
+        self.stream_version = f"SELECT max(stream_version) FROM events WHERE stream_id = {mark}"
+        self.uuid = _bind_processor(events.c.event_id, dialect)
+        self.time = _bind_processor(events.c.recorded_at, dialect)
+        # The driver's own exception for a broken constraint: the write path runs on the
+        # driver's cursor, where SQLAlchemy's wrapping does not reach.
+        self.integrity_error: type[Exception] = dialect.loaded_dbapi.IntegrityError
+
+    def marks(self, count: int) -> str:
+        return ", ".join([self.mark] * count)
+
+    def recorded_places(self, count: int) -> str:
+        return f"SELECT {_PLACE_COLUMNS} FROM events WHERE event_id IN ({self.marks(count)})"
+
+    def stream_versions(self, count: int) -> str:
+        return (
+            "SELECT stream_id, max(stream_version) FROM events "
+            f"WHERE stream_id IN ({self.marks(count)}) GROUP BY stream_id"
+        )
 
 
 @dataclass(frozen=True)
@@ -120,6 +160,26 @@ def _envelope(dialect: str) -> tuple[sa.ColumnElement[Any], ...]:
     )
 
 
+def _encode(stream_id: str, new_events: Sequence[NewEvent]) -> list[tuple[Any, str, int, str, str]]:
+    """Check and encode a batch before any SQL runs, the same way for every database:
+    (event id, type, schema version, payload, metadata) for each event."""
+    if not new_events:
+        raise ValueError("append needs at least one event")
+    if len(new_events) > 1 and len({event.event_id for event in new_events}) != len(new_events):
+        raise ValueError("a batch cannot hold the same event id twice")
+    check_name(stream_id, "stream id", _MAX_STREAM_ID)
+    return [
+        (
+            event.event_id,
+            check_name(event.event_type, "event type", _MAX_EVENT_TYPE),
+            event.schema_version,
+            encode_json(event.payload, f"payload of {event.event_type}"),
+            encode_json(event.metadata, f"metadata of {event.event_type}"),
+        )
+        for event in new_events
+    ]
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -141,11 +201,14 @@ class LogSession:
     def __init__(self, store: EventStore, connection: sa.Connection, deferred: bool) -> None:
         self._store = store
         self._connection = connection
+        # The session's own statements go straight to the driver: an append is a handful of
+        # small statements, and SQLAlchemy's work per statement costs more than the database's.
+        self._cursor = connection.connection.cursor()
         self.deferred = deferred
         self.tail: tuple[int, str, datetime | None] | None = None  # position, hash, time
         self.versions: dict[str, int] = {}  # each stream touched: its version, pending included
         self.assumed: dict[str, int] = {}  # streams taken at the version the caller expected
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[tuple[Any, ...]] = []  # rows as the driver takes them
         self.pending_places: dict[Any, tuple[int, str, int]] = {}  # id: position, stream, version
 
     @property
@@ -166,38 +229,42 @@ class LogSession:
         if not self.pending:
             return
         rows, self.pending = self.pending, []
+        ids = list(self.pending_places)
         self.pending_places.clear()
         if self.deferred:
-            self._check(rows)
+            self._check()
+        statements = self._store._statements
         try:
-            self._connection.execute(sa.insert(events), rows)
-        except IntegrityError as error:
-            if self.deferred and any(name in str(error.orig) for name in _EVENT_ID_CONSTRAINTS):
+            self._cursor.executemany(statements.insert, rows)
+        except statements.integrity_error as error:
+            stream_id = rows[0][_STREAM_ID]
+            if self.deferred and any(name in str(error) for name in _EVENT_ID_CONSTRAINTS):
                 # The unique event id is the check that every event of a session is new.
-                raise DuplicateEventError(rows[0]["stream_id"], self._known(rows)) from None
-            if not any(name in str(error.orig) for name in _RACE_CONSTRAINTS):
+                raise DuplicateEventError(stream_id, self._known(ids)) from None
+            if not any(name in str(error) for name in _RACE_CONSTRAINTS):
                 raise
             # Only reachable by a writer that ignored the lock.
-            raise ConcurrencyError(rows[0]["stream_id"], None, None) from None
+            raise ConcurrencyError(stream_id, None, None) from None
 
-    def _check(self, rows: list[dict[str, Any]]) -> None:
+    def _check(self) -> None:
         """The versions the appends took on trust: each stream was at the version expected.
         (A wrong guess too low would also trip the unique (stream, version); one too high
         would leave a gap, so both are checked here, in one query.)"""
         assumed, self.assumed = self.assumed, {}
         if not assumed:
             return
-        actual = self._store._stream_versions(self._connection, list(assumed))
+        actual = self._store._stream_versions(self._cursor, list(assumed))
         for stream_id, version in assumed.items():
             if actual.get(stream_id, 0) != version:
                 raise ConcurrencyError(stream_id, version, actual.get(stream_id, 0))
 
-    def _known(self, rows: list[dict[str, Any]]) -> list[str]:
-        """The ids of these rows the log already holds (after a failed insert: on PostgreSQL
-        the transaction is over, so this asks on a connection of its own)."""
+    def _known(self, ids: list[Any]) -> list[str]:
+        """Which of these event ids the log already holds (after a failed insert: on
+        PostgreSQL the transaction is over, so this asks on a connection of its own)."""
         engine = self._store.engine
         with engine.connect() as connection:
-            recorded = self._store._recorded_places(connection, [r["event_id"] for r in rows])
+            cursor = connection.connection.cursor()
+            recorded = self._store._recorded_places(cursor, ids)
         return sorted(str(event_id) for event_id in recorded)
 
 
@@ -211,6 +278,7 @@ class EventStore:
         self._clock = clock
         self._lock_timeout_ms = int(lock_timeout_s * 1000)
         self._envelope = _envelope(engine.dialect.name)
+        self._statements = _WriteStatements(engine.dialect)
 
     @property
     def engine(self) -> Engine:
@@ -261,63 +329,31 @@ class EventStore:
         new_events: Sequence[NewEvent],
         expected_version: int | None,
     ) -> AppendResult:
-        rows = self._encode(stream_id, new_events)
-        return self._append_locked(session, stream_id, rows, expected_version)
-
-    @staticmethod
-    def _encode(stream_id: str, new_events: Sequence[NewEvent]) -> list[dict[str, Any]]:
-        """Check and encode a batch before any SQL runs, the same way for every database."""
-        if not new_events:
-            raise ValueError("append needs at least one event")
-        if len({event.event_id for event in new_events}) != len(new_events):
-            raise ValueError("a batch cannot hold the same event id twice")
-        check_name(stream_id, "stream id", _MAX_STREAM_ID)
-        return [
-            {
-                "event_id": event.event_id,
-                "stream_id": stream_id,
-                "event_type": check_name(event.event_type, "event type", _MAX_EVENT_TYPE),
-                "schema_version": event.schema_version,
-                "payload": encode_json(event.payload, f"payload of {event.event_type}"),
-                "metadata": encode_json(event.metadata, f"metadata of {event.event_type}"),
-            }
-            for event in new_events
-        ]
-
-    def _append_locked(
-        self,
-        session: LogSession,
-        stream_id: str,
-        rows: list[dict[str, Any]],
-        expected_version: int | None,
-    ) -> AppendResult:
-        connection = session._connection
+        encoded = _encode(stream_id, new_events)
+        cursor = session._cursor
         # A lone append checks the log at once; a session's appends are checked together
         # when it flushes (LogSession._check).
-        ids = [row["event_id"] for row in rows]
-        recorded = {} if session.deferred else self._recorded_places(connection, ids)
+        ids = [event.event_id for event in new_events]
+        recorded = {} if session.deferred else self._recorded_places(cursor, ids)
         for event_id in ids:
             place = session.pending_places.get(event_id)
             if place is not None:
                 recorded[event_id] = _Place(event_id, *place)
         if recorded:
-            return self._retry(stream_id, rows, recorded)
+            return self._retry(stream_id, ids, recorded)
         current_version = session.versions.get(stream_id)
         if current_version is None:
             if session.deferred and expected_version is not None:
                 current_version = session.assumed[stream_id] = expected_version
             else:
-                current_version = self._stream_version(connection, stream_id)
+                current_version = self._stream_version(cursor, stream_id)
         if expected_version is not None and expected_version != current_version:
             raise ConcurrencyError(stream_id, expected_version, current_version)
 
         if session.tail is None:
-            last = connection.execute(_TAIL).first()
-            session.tail = (
-                (last.position, last.hash, stored_time(last.recorded_at))
-                if last
-                else (0, GENESIS, None)
-            )
+            cursor.execute(self._statements.tail)
+            last = cursor.fetchone()
+            session.tail = (last[0], last[1], stored_time(last[2])) if last else (0, GENESIS, None)
         position, previous_hash, last_recorded = session.tail
         recorded_at = aware_utc(self._clock())
         if last_recorded is not None:
@@ -331,30 +367,48 @@ class EventStore:
                     last_recorded.isoformat(),
                 )
             recorded_at = max(recorded_at, last_recorded)
+        stored_at = self._statements.time(recorded_at)
         first_position = position + 1
-        for version, row in enumerate(rows, start=current_version + 1):
+        version = current_version
+        for event_id, event_type, schema_version, payload, metadata in encoded:
             position += 1
-            row.update(position=position, stream_version=version, recorded_at=recorded_at)
-            previous_hash = chain_hash(
-                previous_hash, ChainRow(**{**row, "event_id": str(row["event_id"]), "hash": ""})
+            version += 1
+            chained = ChainRow(
+                position,
+                str(event_id),
+                stream_id,
+                version,
+                event_type,
+                schema_version,
+                payload,
+                metadata,
+                recorded_at,
+                "",
             )
-            row["hash"] = previous_hash
-            session.pending_places[row["event_id"]] = (position, stream_id, version)
-        session.pending.extend(rows)
+            previous_hash = chain_hash(previous_hash, chained)
+            session.pending.append(
+                (
+                    position,
+                    self._statements.uuid(event_id),
+                    stream_id,
+                    version,
+                    event_type,
+                    schema_version,
+                    payload,
+                    metadata,
+                    stored_at,
+                    previous_hash,
+                )
+            )
+            session.pending_places[event_id] = (position, stream_id, version)
         session.tail = (position, previous_hash, recorded_at)
-        session.versions[stream_id] = current_version + len(rows)
-        return AppendResult(
-            stream_id,
-            tuple(range(first_position, position + 1)),
-            current_version + len(rows),
-        )
+        session.versions[stream_id] = version
+        return AppendResult(stream_id, tuple(range(first_position, position + 1)), version)
 
     @staticmethod
-    def _retry(
-        stream_id: str, rows: list[dict[str, Any]], recorded: dict[Any, Any]
-    ) -> AppendResult:
+    def _retry(stream_id: str, ids: list[Any], recorded: dict[Any, _Place]) -> AppendResult:
         """A batch already (partly) in the log: report it if it is a plain retry, else refuse."""
-        missing = [row for row in rows if row["event_id"] not in recorded]
+        missing = [event_id for event_id in ids if event_id not in recorded]
         elsewhere = sorted(
             str(place.event_id) for place in recorded.values() if place.stream_id != stream_id
         )
@@ -366,7 +420,7 @@ class EventStore:
                     (p.stream_id for p in recorded.values() if p.stream_id != stream_id), None
                 ),
             )
-        places = [recorded[row["event_id"]] for row in rows]
+        places = [recorded[event_id] for event_id in ids]
         return AppendResult(
             stream_id,
             tuple(place.position for place in places),
@@ -374,32 +428,33 @@ class EventStore:
             already_recorded=True,
         )
 
-    @staticmethod
-    def _recorded_places(connection: sa.Connection, ids: list[Any]) -> dict[Any, Any]:
-        """Where each of these event ids already is in the log, if anywhere."""
-        found: dict[Any, Any] = {}
-        if len(ids) == 1:  # the usual append: one event, and a statement that needs no expanding
-            rows = connection.execute(_RECORDED_PLACE, {"id": ids[0]})
-            return {row.event_id: row for row in rows}
+    def _recorded_places(self, cursor: Any, ids: list[Any]) -> dict[Any, _Place]:
+        """Where each of these event ids already is in the log, if anywhere (a driver cursor)."""
+        statements = self._statements
+        found: dict[Any, _Place] = {}
         for start in range(0, len(ids), _ID_LOOKUP_CHUNK):
             chunk = ids[start : start + _ID_LOOKUP_CHUNK]
-            rows = connection.execute(_RECORDED_PLACES, {"ids": chunk})
-            found.update({row.event_id: row for row in rows})
+            cursor.execute(
+                statements.recorded_places(len(chunk)), tuple(map(statements.uuid, chunk))
+            )
+            for event_id, *place in cursor.fetchall():
+                found[stored_uuid(event_id)] = _Place(stored_uuid(event_id), *place)
         return found
 
-    @staticmethod
-    def _stream_versions(connection: sa.Connection, stream_ids: list[str]) -> dict[str, int]:
-        """The versions of the streams that have events, by stream."""
+    def _stream_versions(self, cursor: Any, stream_ids: list[str]) -> dict[str, int]:
+        """The versions of the streams that have events, by stream (a driver cursor)."""
+        statements = self._statements
         found: dict[str, int] = {}
         for start in range(0, len(stream_ids), _ID_LOOKUP_CHUNK):
             chunk = stream_ids[start : start + _ID_LOOKUP_CHUNK]
-            rows = connection.execute(_STREAM_VERSIONS, {"streams": chunk})
-            found.update({row.stream_id: row.version for row in rows})
+            cursor.execute(statements.stream_versions(len(chunk)), tuple(chunk))
+            found.update(dict(cursor.fetchall()))
         return found
 
-    @staticmethod
-    def _stream_version(connection: sa.Connection, stream_id: str) -> int:
-        return connection.execute(_STREAM_VERSION, {"stream": stream_id}).scalar() or 0
+    def _stream_version(self, cursor: Any, stream_id: str) -> int:
+        cursor.execute(self._statements.stream_version, (stream_id,))
+        version = cursor.fetchone()[0]
+        return int(version) if version is not None else 0
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -410,7 +465,7 @@ class EventStore:
 
     def stream_version(self, stream_id: str) -> int:
         with storage_errors(self._engine), self._engine.connect() as connection:
-            return self._stream_version(connection, stream_id)
+            return self._stream_version(connection.connection.cursor(), stream_id)
 
     def stream_ids(self, prefix: str) -> list[str]:
         """The ids of the streams whose id starts with `prefix`.
