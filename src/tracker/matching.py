@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 from tracker.config import StorylineRules
 
 _WORD = re.compile(r"\w+")
+# ASCII bytes folded at C speed: letters lower-cased, digits and "_" (word characters) kept,
+# every other byte a space.
+_ASCII_FOLD = bytes(
+    ord(chr(b).lower()) if chr(b).isalnum() or chr(b) == "_" else ord(" ") for b in range(128)
+) + bytes(range(128, 256))
 
 
 @lru_cache(maxsize=1)
@@ -31,7 +36,10 @@ def fold(text: str) -> str:
     space (so "Sky  Group" and "Sky\nGroup" read alike)."""
     if not text.isascii():  # most news text is; only the rest pays for decomposing
         text = unicodedata.normalize("NFKD", text).translate(_without_marks())
-    return " ".join(_WORD.findall(text.casefold()))
+        if not text.isascii():
+            return " ".join(_WORD.findall(text.casefold()))
+    # The same words as the pattern finds, by byte translation and split (three times faster).
+    return b" ".join(text.encode("ascii").translate(_ASCII_FOLD).split()).decode("ascii")
 
 
 def occurs(term: str, folded_text: str) -> bool:
@@ -78,8 +86,49 @@ def _compile(rules: StorylineRules) -> _Compiled:
 
 def match_folded(rules: StorylineRules, folded: str) -> Match | None:
     """As `match`, on text already folded by `fold_texts`."""
-    compiled = _compile(rules)
-    text = f" {folded} "
+    return _decide(rules, _compile(rules), f" {folded} ")
+
+
+class Matcher:
+    """Many storylines' rules matched against one folded text at once, with the same results
+    as `match_folded` for each.
+
+    Each distinct term is looked for once per text, however many storylines name it, and only
+    the storylines that one of their terms could admit are then decided: most articles contain
+    no storyline's term, and cost one substring search per term rather than a rule check per
+    storyline (issue #5).
+    """
+
+    def __init__(self, rules: Mapping[str, StorylineRules]) -> None:
+        self._rules = {storyline: (r, _compile(r)) for storyline, r in sorted(rules.items())}
+        triggers: dict[str, list[str]] = {}
+        unconditional = []
+        for storyline, (r, compiled) in self._rules.items():
+            needed = compiled.all or (compiled.any if r.any else ())
+            if not needed:
+                unconditional.append(storyline)  # no term required: only `none` can refuse
+            for _, padded in needed:
+                triggers.setdefault(padded, []).append(storyline)
+        self._triggers = tuple((padded, tuple(names)) for padded, names in triggers.items())
+        self._unconditional = tuple(unconditional)
+
+    def matches(self, folded: str) -> dict[str, Match]:
+        """The storylines whose rules the folded text (from `fold_texts`) matches, with why."""
+        text = f" {folded} "
+        candidates = set(self._unconditional)
+        for padded, storylines in self._triggers:
+            if padded in text:
+                candidates.update(storylines)
+        found = {}
+        for storyline in sorted(candidates):
+            rules, compiled = self._rules[storyline]
+            evidence = _decide(rules, compiled, text)
+            if evidence is not None:
+                found[storyline] = evidence
+        return found
+
+
+def _decide(rules: StorylineRules, compiled: _Compiled, text: str) -> Match | None:
     if any(term in text for term in compiled.none):
         return None
     if not all(term in text for _, term in compiled.all):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +29,7 @@ from tracker.events.storylines import (
     StorylineDefined,
     StorylineRemoved,
 )
-from tracker.matching import fold_texts, match_folded
+from tracker.matching import Match, Matcher, fold_texts, match_folded
 from tracker.projection import (
     Batch,
     Projector,
@@ -116,12 +117,12 @@ def _rules_text(typed: StorylineDefined) -> str:
 
 
 def membership(
-    rules: StorylineRules, action: str | None, folded: str | None, curation_position: int | None
+    found: Match | None, action: str | None, curation_position: int | None
 ) -> dict[str, Any] | None:
-    """The member row's evidence for one article, or None when it is not a member."""
+    """The member row's evidence for one article, or None when it is not a member: `found` is
+    what the rules matched in its text (None when they did not, or its text is unknown)."""
     if action == EXCLUDE:
         return None
-    found = match_folded(rules, folded) if folded is not None else None
     terms = json.dumps(list(found.terms) if found else [], ensure_ascii=False)
     if action == INCLUDE:
         return {"matched_by": BY_CURATION, "terms": terms, "curation_position": curation_position}
@@ -207,39 +208,48 @@ def _articles(views: Views, stories: dict[str, Story], run: list[tuple[Any, Any]
         for row in rows_by(connection, views["storyline_articles"], "article_id", ids)
     }
     members = dict(before)
-    active = [story for _, story in sorted(stories.items()) if story.active]
+    active = {storyline_id for storyline_id, story in stories.items() if story.active}
+    matcher = _matcher(tuple((s, stories[s].rules) for s in sorted(active)))
+    # Beyond the storylines its text matches, an article's membership can change only where it
+    # has a member or curation row: a storyline it left, or one its user pinned or excluded.
+    rows: dict[str, set[str]] = {}
+    for storyline_id, article_id in (*curation, *before):
+        if storyline_id in active:
+            rows.setdefault(article_id, set()).add(storyline_id)
     for event, typed in run:
         article_id = typed.article_id
         folded = fold_texts((typed.title_text, typed.summary_text, typed.content_text))
         texts[article_id] = {"article_id": article_id, "title": typed.title_text, "folded": folded}
-        for story in active:
-            key = (story.storyline_id, article_id)
-            _update(members, key, story, folded, curation.get(key), utc(event.recorded_at))
+        found = matcher.matches(folded)
+        at = utc(event.recorded_at)
+        affected = rows.setdefault(article_id, set())
+        affected.update(found)
+        for storyline_id in sorted(affected):
+            key = (storyline_id, article_id)
+            _update(members, key, found.get(storyline_id), curation.get(key), at)
     upsert(connection, views["storyline_texts"], [texts[a] for a in sorted(texts)], ("article_id",))
     _write_members(views, before, members)
+
+
+@lru_cache(maxsize=8)
+def _matcher(rules: tuple[tuple[str, StorylineRules], ...]) -> Matcher:
+    return Matcher(dict(rules))
 
 
 def _update(
     members: dict[tuple[str, str], dict[str, Any]],
     key: tuple[str, str],
-    story: Story,
-    folded: str | None,
+    found: Match | None,
     curated: dict[str, Any] | None,
     at: Any,
 ) -> None:
-    """One (storyline, article)'s membership after an event at `at`: a member keeps the time
-    it joined while its evidence changes."""
-    if (
-        curated is None
-        and key not in members
-        and folded is not None
-        and match_folded(story.rules, folded) is None
-    ):
+    """One (storyline, article)'s membership after an event at `at`, given what the rules
+    found in its text: a member keeps the time it joined while its evidence changes."""
+    if curated is None and key not in members and found is None:
         return  # the common case: no member before, none now, nothing to build
     now = membership(
-        story.rules,
+        found,
         curated["action"] if curated else None,
-        folded,
         curated["position"] if curated else None,
     )
     old = members.get(key)
@@ -278,7 +288,8 @@ def _settle(
     `members` holds the current member rows of every case."""
     after = dict(members)
     for story, article_id, folded, curated in cases:
-        _update(after, (story.storyline_id, article_id), story, folded, curated, at)
+        found = match_folded(story.rules, folded) if folded is not None else None
+        _update(after, (story.storyline_id, article_id), found, curated, at)
     _write_members(views, members, after)
 
 
