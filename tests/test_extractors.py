@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -9,7 +10,11 @@ from decimal import Decimal
 
 import pytest
 from helpers import REPO_ROOT
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from tracker import amounts
+from tracker import sentences as sentences_module
 from tracker.amounts import figures_in, format_value
 from tracker.diffing import render, word_diff
 from tracker.names import entities_in
@@ -181,3 +186,60 @@ def test_word_diff_marks_removed_and_added_words() -> None:
     long = " ".join(f"w{n}" for n in range(40))
     shortened = render(word_diff(long + " old", long + " new"), context=3)
     assert shortened == "… w37 w38 w39 [-old-] {+new+}"
+
+
+# Pieces of news copy where figures begin, in any case, with the characters that case-blind
+# matching treats specially (İ ı ſ and the Kelvin sign), for the scanners' property tests.
+_PIECES_TEXT = """
+    one two three four five six seven eight nine ten eleven twelve thirteen fifteen sixteen
+    twenty thirty forty fifty sixty seventy eighty ninety twenty-one seventy-five someone often
+    weight tenants sixth nineteen fourteen eighteen 1 12 1,000 3.5 2020 0 ٣ $ US$ us$ US$25 5 €
+    £ USD usd EUR eur Euro europe million bn percent % years from previously about a an reward
+    sentence fine fıve ſix ſeven uſd ſixty sİx İ ı ſ \u212a é Ñ
+"""
+_PIECES = (*_PIECES_TEXT.split(), "a dozen", "a hundred", "A Dozen")
+_GAPS = (" ", "  ", "", "-", ".", ",", "\n", "'", "(", "$", "_")
+news_copy = st.lists(
+    st.tuples(
+        st.sampled_from(_PIECES),
+        st.sampled_from(("lower", "upper", "title", "swapcase")),
+        st.sampled_from(_GAPS),
+    ),
+    max_size=25,
+).map(lambda parts: "".join(getattr(piece, case)() + gap for piece, case, gap in parts))
+
+
+@settings(max_examples=1000)
+@given(st.one_of(news_copy, st.text()))
+@example("sixty a dozen ſix fıve 1,000 twenty-one")
+def test_numbers_are_found_where_the_number_pattern_finds_them(text: str) -> None:
+    expected = [found.start() for found in amounts._NUMBER.finditer(text)]
+    assert amounts._number_starts(text, amounts._lowered(text)) == expected
+
+
+@settings(max_examples=1000)
+@given(st.one_of(news_copy, st.text()))
+@example("US$25, uſd 5, EUR 3, €4 and £5")
+def test_currencies_are_found_where_the_money_pattern_finds_them(text: str) -> None:
+    expected = [found.span() for found in amounts._MONEY_SIGN.finditer(text)]
+    found = amounts._money_signs(text, amounts._lowered(text))
+    assert [match.span() for match in found] == expected
+
+
+@given(st.one_of(news_copy, st.text()), st.integers(0, 60), st.integers(0, 60))
+def test_the_word_before_a_period_is_what_the_pattern_finds(
+    text: str, start: int, end: int
+) -> None:
+    end = min(end, len(text))  # as sentence_spans asks: a period's place, after the start
+    start = min(start, end)
+    found = re.compile(r"(\S+)$").search(text, start, end)
+    assert sentences_module._word_before(text, start, end) == (found[1] if found else "")
+
+
+@given(st.one_of(news_copy, st.text()))
+def test_the_words_of_a_sentence_name_the_same_labels_however_they_are_lower_cased(
+    text: str,
+) -> None:
+    word_by_word = [word.lower() for word in amounts._TOKEN.findall(text)]
+    expected = [amounts._LABELS.get(word) for word in word_by_word]
+    assert [amounts._LABELS.get(word) for word in amounts._lower_words(text)] == expected

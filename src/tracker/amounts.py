@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -76,6 +77,17 @@ _COUNT = re.compile(
     r"(?P<noun>[A-Za-z][a-z]{2,}s|people|children|men|women|staff|police|personnel)\b"
 )
 _NUMBER = re.compile(rf"\b(?:{_NUM}|{_WORDNUM})", re.IGNORECASE)
+# Where a number could begin, in lower-cased text: a word that begins with a digit or with the
+# start of a number _WORDNUM spells out (every one of them begins with one of these).
+_NUMBER_PLACE = re.compile(
+    r"(?<!\w)(?:\d|o(?:ne)|t(?:w(?:o|elve|enty)|h(?:ree|irt(?:een|y))|en)"
+    r"|f(?:o(?:ur|rty)|i(?:ve|f(?:teen|ty)))|s(?:ix|even)|e(?:ight|leven)|nine"
+    r"|a (?:dozen|hundred))"
+)
+_CURRENCY_SIGN = re.compile(r"[$€£]")
+# The characters beyond ASCII that a case-insensitive pattern takes for an ASCII letter (İ, ı,
+# ſ and the Kelvin sign); İ is also the one character whose lower case is two characters.
+_CASE_TRAPS = ("\u0130", "\u0131", "\u017f", "\u212a")
 _MONTHS = re.compile(
     r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s*$", re.IGNORECASE
 )
@@ -106,6 +118,7 @@ _EARLIER = re.compile(
     r"\b(?:from|previous(?:ly)?|earlier|formerly)\s+(?:about\s+|an?\s+)?$", re.IGNORECASE
 )
 _TOKEN = re.compile(r"[\w'’]+")
+_YEAR = re.compile(r"(?:1[89]|2[01])\d\d")
 
 
 @dataclass(frozen=True)
@@ -134,14 +147,15 @@ def figures_in(text: str) -> list[Figure]:
             taken.append((start, end))
             spans.append((start, end, kind, value, unit))
 
-    # The patterns that begin with a number are tried only where a number begins: one pass
-    # finds those places, instead of every pattern trying every word.
-    numbers = [found.start() for found in _NUMBER.finditer(text)]
+    # The patterns that begin with a number are tried only where a number begins, instead of
+    # every pattern trying every word.
+    lowered = _lowered(text)
+    numbers = _number_starts(text, lowered)
 
     def at_numbers(pattern: re.Pattern[str]) -> list[re.Match[str]]:
         return [m for m in (pattern.match(text, at) for at in numbers) if m is not None]
 
-    for found in (*_MONEY_SIGN.finditer(text), *at_numbers(_MONEY_WORD)):
+    for found in (*_money_signs(text, lowered), *at_numbers(_MONEY_WORD)):
         currency = found["cur"].strip().lower()
         unit = _CURRENCY_SIGNS.get(currency) or _CURRENCY_WORDS.get(currency, "USD")
         add(found, MONEY, _value(found["num"], found["scale"]), unit)
@@ -178,13 +192,65 @@ def figures_in(text: str) -> list[Figure]:
     return figures
 
 
+def _lowered(text: str) -> str | None:
+    """`text` in lower case, character for character, such that a lower-case word occurs in it
+    exactly where a case-insensitive pattern finds the word in `text`; None if no such text."""
+    if text.isascii():
+        return text.lower()
+    if any(trap in text for trap in _CASE_TRAPS):
+        return None
+    return text.lower()
+
+
+def _number_starts(text: str, lowered: str | None) -> list[int]:
+    """Where `_NUMBER.finditer(text)` finds numbers, without running that pattern over every
+    character, which was most of the cost of reading figures (issue 5)."""
+    if lowered is None:
+        return [found.start() for found in _NUMBER.finditer(text)]
+    places = (place.start() for place in _NUMBER_PLACE.finditer(lowered))
+    return [found.start() for found in _matches_at(_NUMBER, text, places)]
+
+
+def _money_signs(text: str, lowered: str | None) -> list[re.Match[str]]:
+    """`_MONEY_SIGN.finditer(text)`, tried only where a currency is named: at its sign (or
+    the "US" before a "$"), or at "USD" or "EUR" in any case."""
+    if lowered is None:
+        return list(_MONEY_SIGN.finditer(text))
+    places = []
+    for sign in _CURRENCY_SIGN.finditer(text):
+        at = sign.start()
+        if at >= 2 and lowered.startswith("us", at - 2):
+            places.append(at - 2)
+        places.append(at)
+    for code in ("usd", "eur"):
+        at = lowered.find(code)
+        while at != -1:
+            places.append(at)
+            at = lowered.find(code, at + 1)
+    places.sort()
+    return _matches_at(_MONEY_SIGN, text, places)
+
+
+def _matches_at(pattern: re.Pattern[str], text: str, places: Iterable[int]) -> list[re.Match[str]]:
+    """What `pattern.finditer(text)` finds, given `places` (in order): every place where one
+    of its matches could begin. The pattern is tried there only, each match hiding the places
+    it covers, as finditer's would."""
+    found = []
+    covered = 0
+    for at in places:
+        if at >= covered and (match := pattern.match(text, at)) is not None:
+            found.append(match)
+            covered = match.end()
+    return found
+
+
 def _countable(text: str, found: re.Match[str]) -> bool:
     number = found["num"]
     # "Aug. 14 investors" is a date, not a count.
     if _MONTHS.search(text, max(0, found.start() - 12), found.start()):
         return False
     # A bare four-digit year ("in 2020 prosecutors") counts nothing.
-    return not re.fullmatch(r"(?:1[89]|2[01])\d\d", number)
+    return not _YEAR.fullmatch(number)
 
 
 def _singular(unit: str) -> str:
@@ -231,14 +297,24 @@ def _label(sentence: str, start: int, end: int, kind: str) -> str:
     """The label word nearest to the figure within a few words (after it, on a tie); else
     the sentence's only label, however far ("raised its reward for information leading to
     the arrest of ... to $25 million"). Only labels that fit the kind of figure count."""
-    before = [w.lower() for w in _TOKEN.findall(sentence[:start])]
-    after = [w.lower() for w in _TOKEN.findall(sentence[end:])]
+    before, after = _lower_words(sentence[:start]), _lower_words(sentence[end:])
+    if _LABELS.keys().isdisjoint(before) and _LABELS.keys().isdisjoint(after):
+        return ""  # most sentences: no label at all
     for distance in range(_LABEL_WINDOW):
         for words, index in ((after, distance), (before, len(before) - 1 - distance)):
             if 0 <= index < len(words) and _fits(_LABELS.get(words[index], ""), kind):
                 return _LABELS[words[index]]
     labels = {_LABELS[word] for word in before + after if _fits(_LABELS.get(word, ""), kind)}
     return labels.pop() if len(labels) == 1 else ""
+
+
+def _lower_words(text: str) -> list[str]:
+    """The words of `text`, lower-cased: the text is lower-cased whole, which is faster than
+    word by word and reads the same labels (only a Greek final sigma may differ), unless it
+    holds "İ", whose lower case is two characters and can split a word."""
+    if "\u0130" in text:
+        return [word.lower() for word in _TOKEN.findall(text)]
+    return _TOKEN.findall(text.lower())
 
 
 def format_value(kind: str, value: Decimal, unit: str) -> str:

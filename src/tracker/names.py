@@ -14,6 +14,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 PERSON = "person"
 PLACE = "place"
@@ -116,6 +117,7 @@ class Entity:
     count: int
 
 
+@lru_cache(maxsize=1 << 15)
 def key(name: str) -> str:
     """Two spellings of one name share a key: "Nicolás Maduro" and "Nicolas Maduro"."""
     decomposed = unicodedata.normalize("NFKD", name)
@@ -135,11 +137,15 @@ def entities_in(texts: Iterable[str]) -> list[Entity]:
     # Per (key, kind): how often each spelling was written in full, and the mentions in all.
     spellings: dict[tuple[str, str], Counter[str]] = {}
     totals: Counter[tuple[str, str]] = Counter()
+    keyed = [(tuple(key(person).split()), person) for person in people]
+    fuller: dict[str, str | None] = {}  # a name is looked up once however often it recurs
     for name, kind in mentions:
         written = True
         if kind in (PERSON, "surname"):
             # "Maduro" or "Guerrero Flores" stands for the one fuller name that ends so.
-            full = _full_name(name, people)
+            if name not in fuller:
+                fuller[name] = _full_name(name, keyed)
+            full = fuller[name]
             if full is None and kind == "surname":
                 continue
             written = full is None
@@ -154,33 +160,43 @@ def entities_in(texts: Iterable[str]) -> list[Entity]:
     return sorted(found, key=lambda e: (-e.count, e.name, e.kind))
 
 
-def _full_name(name: str, people: list[str]) -> str | None:
-    """The one fuller name (by key: spellings alike) that `name` ends like, if just one."""
-    words = key(name).split()
-    longer: dict[str, str] = {}
-    for person in people:  # sorted: the first spelling of each key stands for it
-        folded = key(person).split()
+def _full_name(name: str, people: list[tuple[tuple[str, ...], str]]) -> str | None:
+    """The one fuller name (by key: spellings alike) that `name` ends like, if just one;
+    `people` are the article's people, sorted, each with the words of its key."""
+    words = tuple(key(name).split())
+    longer: dict[tuple[str, ...], str] = {}
+    for folded, person in people:  # sorted: the first spelling of each key stands for it
         if len(folded) > len(words) and folded[-len(words) :] == words:
-            longer.setdefault(" ".join(folded), person)
+            longer.setdefault(folded, person)
     return next(iter(longer.values())) if len(longer) == 1 else None
 
 
 def _mentions(text: str) -> list[tuple[str, str]]:
     """(name, kind) for each run of capitalised words in `text`, in reading order. The runs are
-    found by one pattern over the whole text; a run ends at a possessive ("Maduro's") or at a
-    sentence's final period."""
+    found by one pattern over the whole text."""
     found: list[tuple[str, str]] = []
-    for run in _RUN.finditer(text):
-        words: list[str] = []
-        for token in run.group().split():
-            bare = _bare(token)
-            words.append(bare)
-            ends_sentence = token.endswith(".") and not bare.endswith(".")
-            if token.endswith(("'s", "’s")) or ends_sentence:
-                found.extend(_classify(words))
-                words = []
-        found.extend(_classify(words))
+    for run in _RUN.findall(text):
+        found.extend(_run_mentions(run))
     return found
+
+
+# The same runs recur from article to article ("The", "President Nicolás Maduro", "Guyana's"):
+# each is read once (issue 5).
+@lru_cache(maxsize=1 << 15)
+def _run_mentions(run: str) -> tuple[tuple[str, str], ...]:
+    """The names in one run of capitalised words: it ends at a possessive ("Maduro's") or at
+    a sentence's final period."""
+    found: list[tuple[str, str]] = []
+    words: list[str] = []
+    for token in run.split():
+        bare = _bare(token)
+        words.append(bare)
+        ends_sentence = token.endswith(".") and not bare.endswith(".")
+        if token.endswith(("'s", "’s")) or ends_sentence:
+            found.extend(_classify(words))
+            words = []
+    found.extend(_classify(words))
+    return tuple(found)
 
 
 _KEEP_PERIOD = _words("Jr. Sr. Mr. Mrs. Ms. Dr. St. Gen. Lt. Col. Capt. Sgt. Sen. Rep. Gov.")

@@ -16,7 +16,7 @@ _ABBREVIATIONS_TEXT = """
 """
 _ABBREVIATIONS = frozenset(_ABBREVIATIONS_TEXT.split())
 _END = re.compile(r"""([.!?]+["'”’)\]]*)\s+(?=["'“‘(\[]?[A-Z0-9ÁÉÍÓÚÑ¿¡])""")
-_WORD_BEFORE = re.compile(r"(\S+)$")
+_INITIALS = re.compile(r"(?:[A-Za-z]\.)*[A-Za-z]")
 
 
 def sentences(text: str) -> list[str]:
@@ -29,14 +29,23 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     start = 0
     for end in _END.finditer(text):
-        last = _WORD_BEFORE.search(text, start, end.start(1))
-        word = last.group(1) if last else ""
-        if end.group(1) == "." and _keeps_going(word):
+        if end.group(1) == "." and _keeps_going(_word_before(text, start, end.start(1))):
             continue
         _add(found, text, start, end.end(1))
         start = end.end()
     _add(found, text, start, len(text))
     return found
+
+
+def _word_before(text: str, start: int, end: int) -> str:
+    r"""What `(\S+)$` finds in `text[start:end]` (its last word, if nothing but a final newline
+    follows it), or "", by looking back from `end` rather than trying every place from `start`
+    (which read each sentence once per period in it)."""
+    if end > start and text[end - 1] == "\n":
+        end -= 1  # `$` also matches before a final newline
+    if end <= start or text[end - 1].isspace():
+        return ""
+    return text[start:end].rsplit(None, 1)[-1]
 
 
 def _add(found: list[tuple[int, int]], text: str, start: int, end: int) -> None:
@@ -54,4 +63,4 @@ def _keeps_going(word: str) -> bool:
     if bare.lower() in _ABBREVIATIONS:
         return True
     # Initials and dotted acronyms: "J.", "U.S", "U.N", "a.m".
-    return bool(re.fullmatch(r"(?:[A-Za-z]\.)*[A-Za-z]", bare))
+    return bool(_INITIALS.fullmatch(bare))
