@@ -23,6 +23,8 @@ _decode_json = json.JSONDecoder().decode
 
 
 def _unicode(text: str, what: str) -> str:
+    if text.isascii():  # the usual case, and no surrogate can hide in it
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -30,12 +32,16 @@ def _unicode(text: str, what: str) -> str:
     return text
 
 
+# Built once: json.dumps with options builds an encoder on every call.
+_encode_json = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+).encode
+
+
 def encode_json(value: Any, what: str) -> str:
     """Compact, key-sorted JSON; ValueError for values JSON cannot hold (NaN, sets, ...)."""
     try:
-        text = json.dumps(
-            value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
-        )
+        text = _encode_json(value)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{what} is not JSON: {error}") from None
     return _unicode(text, what)

@@ -95,6 +95,9 @@ class _WriteStatements:
             f"VALUES ({self.marks(len(_INSERT_COLUMNS))})"
         )
         self.tail = "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
+        # PostgreSQL: one round trip takes the lock and reads the tail.
+        self.postgresql = dialect.name == "postgresql"
+        self.lock = "SET LOCAL lock_timeout = {}; LOCK TABLE events IN EXCLUSIVE MODE; " + self.tail
         self.stream_version = f"SELECT max(stream_version) FROM events WHERE stream_id = {mark}"
         self.uuid = _bind_processor(events.c.event_id, dialect)
         self.time = _bind_processor(events.c.recorded_at, dialect)
@@ -113,6 +116,17 @@ class _WriteStatements:
             "SELECT stream_id, max(stream_version) FROM events "
             f"WHERE stream_id IN ({self.marks(count)}) GROUP BY stream_id"
         )
+
+    def query(self, cursor: Any, statement: str, parameters: Sequence[Any]) -> list[Any]:
+        """Rows of a lookup whose statement text varies with its number of parameters."""
+        if self.postgresql:
+            # Planned afresh each time: a prepared statement's generic plan is made once, from
+            # the statistics of a table that may since have grown from nothing to millions,
+            # and a stale one scans the whole log for each poll.
+            cursor.execute(statement, parameters, prepare=False)
+        else:
+            cursor.execute(statement, parameters)
+        return list(cursor.fetchall())
 
 
 @dataclass(frozen=True)
@@ -180,6 +194,11 @@ def _encode(stream_id: str, new_events: Sequence[NewEvent]) -> list[tuple[Any, s
     ]
 
 
+def _tail(last: Sequence[Any] | None) -> tuple[int, str, datetime | None]:
+    """The log's last position, hash and time, from its last row (if any)."""
+    return (last[0], last[1], stored_time(last[2])) if last else (0, GENESIS, None)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -231,41 +250,42 @@ class LogSession:
         rows, self.pending = self.pending, []
         ids = list(self.pending_places)
         self.pending_places.clear()
-        if self.deferred:
-            self._check()
-        statements = self._store._statements
-        try:
-            self._cursor.executemany(statements.insert, rows)
-        except statements.integrity_error as error:
-            stream_id = rows[0][_STREAM_ID]
-            if self.deferred and any(name in str(error) for name in _EVENT_ID_CONSTRAINTS):
-                # The unique event id is the check that every event of a session is new.
-                raise DuplicateEventError(stream_id, self._known(ids)) from None
-            if not any(name in str(error) for name in _RACE_CONSTRAINTS):
-                raise
-            # Only reachable by a writer that ignored the lock.
-            raise ConcurrencyError(stream_id, None, None) from None
-
-    def _check(self) -> None:
-        """The versions the appends took on trust: each stream was at the version expected.
-        (A wrong guess too low would also trip the unique (stream, version); one too high
-        would leave a gap, so both are checked here, in one query.)"""
+        # The versions the appends took on trust: each stream must have been at the version
+        # its caller expected. (A guess too low also trips the unique (stream, version); one
+        # too high would leave a gap.)
         assumed, self.assumed = self.assumed, {}
-        if not assumed:
-            return
-        actual = self._store._stream_versions(self._cursor, list(assumed))
-        for stream_id, version in assumed.items():
-            if actual.get(stream_id, 0) != version:
-                raise ConcurrencyError(stream_id, version, actual.get(stream_id, 0))
+        store, statements, cursor = self._store, self._store._statements, self._cursor
+        if assumed:
+            _check_versions(assumed, store._stream_versions(cursor, list(assumed)))
+        try:
+            cursor.executemany(statements.insert, rows)
+        except statements.integrity_error as error:
+            raise self._refusal(error, rows[0][_STREAM_ID], ids, assumed) from None
 
-    def _known(self, ids: list[Any]) -> list[str]:
-        """Which of these event ids the log already holds (after a failed insert: on
-        PostgreSQL the transaction is over, so this asks on a connection of its own)."""
-        engine = self._store.engine
-        with engine.connect() as connection:
-            cursor = connection.connection.cursor()
-            recorded = self._store._recorded_places(cursor, ids)
-        return sorted(str(event_id) for event_id in recorded)
+    def _refusal(
+        self, error: Exception, stream_id: str, ids: list[Any], assumed: dict[str, int]
+    ) -> Exception:
+        """Why the database refused the rows, as our own error. It asks on a connection of its
+        own: on PostgreSQL this transaction is over."""
+        if self.deferred:
+            with self._store.engine.connect() as connection:
+                cursor = connection.connection.cursor()
+                _check_versions(assumed, self._store._stream_versions(cursor, list(assumed)))
+                if any(name in str(error) for name in _EVENT_ID_CONSTRAINTS):
+                    # The unique event id is the check that every event of a session is new.
+                    recorded = self._store._recorded_places(cursor, ids)
+                    known = sorted(str(event_id) for event_id in recorded)
+                    return DuplicateEventError(stream_id, known)
+        if not any(name in str(error) for name in _RACE_CONSTRAINTS):
+            return error
+        # Only reachable by a writer that ignored the lock.
+        return ConcurrencyError(stream_id, None, None)
+
+
+def _check_versions(expected: dict[str, int], actual: dict[str, int]) -> None:
+    for stream_id, version in expected.items():
+        if actual.get(stream_id, 0) != version:
+            raise ConcurrencyError(stream_id, version, actual.get(stream_id, 0))
 
 
 class EventStore:
@@ -315,10 +335,13 @@ class EventStore:
         with storage_errors(self._engine), self._engine.connect() as connection:
             connection = connection.execution_options(**WRITE)
             with connection.begin():
-                if connection.dialect.name == "postgresql":
-                    connection.exec_driver_sql(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
-                    connection.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
                 session = LogSession(self, connection, deferred)
+                if self._statements.postgresql:
+                    cursor = session._cursor
+                    cursor.execute(self._statements.lock.format(self._lock_timeout_ms))
+                    while cursor.nextset():
+                        pass  # to the tail's result
+                    session.tail = _tail(cursor.fetchone())
                 yield session
                 session.flush()
 
@@ -352,8 +375,7 @@ class EventStore:
 
         if session.tail is None:
             cursor.execute(self._statements.tail)
-            last = cursor.fetchone()
-            session.tail = (last[0], last[1], stored_time(last[2])) if last else (0, GENESIS, None)
+            session.tail = _tail(cursor.fetchone())
         position, previous_hash, last_recorded = session.tail
         recorded_at = aware_utc(self._clock())
         if last_recorded is not None:
@@ -434,10 +456,10 @@ class EventStore:
         found: dict[Any, _Place] = {}
         for start in range(0, len(ids), _ID_LOOKUP_CHUNK):
             chunk = ids[start : start + _ID_LOOKUP_CHUNK]
-            cursor.execute(
-                statements.recorded_places(len(chunk)), tuple(map(statements.uuid, chunk))
-            )
-            for event_id, *place in cursor.fetchall():
+            statement = statements.recorded_places(len(chunk))
+            for event_id, *place in statements.query(
+                cursor, statement, list(map(statements.uuid, chunk))
+            ):
                 found[stored_uuid(event_id)] = _Place(stored_uuid(event_id), *place)
         return found
 
@@ -447,8 +469,7 @@ class EventStore:
         found: dict[str, int] = {}
         for start in range(0, len(stream_ids), _ID_LOOKUP_CHUNK):
             chunk = stream_ids[start : start + _ID_LOOKUP_CHUNK]
-            cursor.execute(statements.stream_versions(len(chunk)), tuple(chunk))
-            found.update(dict(cursor.fetchall()))
+            found.update(statements.query(cursor, statements.stream_versions(len(chunk)), chunk))
         return found
 
     def _stream_version(self, cursor: Any, stream_id: str) -> int:
