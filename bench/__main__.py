@@ -180,6 +180,14 @@ def measure(
                 return child("build", scratch, str(size))
 
         record("ours: append, one transaction per poll", build, builds)
+        if postgres is None:
+            # The peer's SQLite commits are synced to disk (synchronous=FULL, SQLite's default);
+            # tracker's are not (NORMAL, see README). This figure compares like with like.
+            def durable(run: int) -> dict[str, Any]:
+                with database(None, f"full{run}", folder) as scratch:
+                    return child("build", scratch, str(size), "FULL")
+
+            record("ours: append, synchronous=FULL as the peer", durable, builds)
         record(
             "peer: eventsourcing append",
             lambda n: child("peer-append", url, str(size), str(n)),
@@ -266,6 +274,15 @@ def targets(by_size: dict[str, Figures]) -> list[tuple[str, str, bool | None]]:
                 ratio >= 1.5 if ratio else None,
             )
         )
+        durable = _ratio(peer, figures.get("ours: append, synchronous=FULL as the peer"))
+        if durable:
+            rows.append(
+                (
+                    f"{label}: append ≥ 1.5× eventsourcing, both syncing every commit",
+                    f"{durable:.2f}×",
+                    durable >= 1.5,
+                )
+            )
         replay = _ratio(figures.get("ours: replay"), figures.get("floor: scan and decode"))
         rows.append(
             (

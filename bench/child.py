@@ -2,8 +2,8 @@
 
 usage: python -m bench.child KIND DATABASE_URL [ARGS...]
 
-Kinds: build N, append N, replay, catch-up, verify, floor-insert, floor-scan, peer-append N,
-peer-read, poll CONFIG, parse FOLDER, raw-append FIRST LAST.
+Kinds: build N [SYNCHRONOUS], append N, replay, catch-up, verify, floor-insert, floor-scan,
+peer-append N, peer-read, poll CONFIG, parse FOLDER, raw-append FIRST LAST.
 """
 
 from __future__ import annotations
@@ -63,9 +63,20 @@ def _write_polls(store: EventStore, source: Iterator[Any], clock: list[datetime]
     return {"seconds": spent, "events": events}
 
 
-def build(url: str, size: str) -> Result:
+def build(url: str, size: str, synchronous: str = "") -> Result:
+    """The history, written as the poller writes it. `synchronous` FULL: SQLite syncs every
+    commit to disk, as the peer does by default (tracker's own setting is NORMAL)."""
     clock = [datetime.now(UTC)]
     store = _store(url, lambda: clock[0])
+    if synchronous:
+        if not url.startswith("sqlite"):
+            raise SystemExit("synchronous is a SQLite setting")
+        store.engine.dispose()
+
+        @sa.event.listens_for(store.engine, "connect")
+        def _durable(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute(f"PRAGMA synchronous={synchronous}")
+
     return _write_polls(store, polls(int(size)), clock)
 
 
