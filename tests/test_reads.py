@@ -106,7 +106,17 @@ def test_stream_ids_by_prefix_and_last_event(engine: sa.Engine) -> None:
     store.append("storyline-sky-group", [NewEvent("storyline.defined", {"v": 1})], 0)
     store.append("storyline-essequibo", [NewEvent("storyline.defined", {"v": 2})], 1)
     store.append("storylines", [NewEvent("other", {})], 0)
-    assert store.stream_ids("storyline-") == ["storyline-essequibo", "storyline-sky-group"]
+    # Neighbours of the prefix in every order a database might use, and LIKE's wildcards.
+    for neighbour in ("Storyline-x", "storyline.", "storyline", "storyline_x", "storyline%x"):
+        store.append(neighbour, [NewEvent("other", {})], 0)
+    store.append("storyline-ñandú-\U0001f600", [NewEvent("storyline.defined", {})], 0)
+    assert store.stream_ids("storyline-") == [
+        "storyline-essequibo",
+        "storyline-sky-group",
+        "storyline-ñandú-\U0001f600",
+    ]
+    assert store.stream_ids("storyline_") == ["storyline_x"]
+    assert store.stream_ids("storyline%") == ["storyline%x"]
     assert store.stream_ids("article-") == ["article-0", "article-1", "article-2"]
     last = store.last_event("storyline-essequibo")
     assert last is not None and last.payload == {"v": 2} and last.stream_version == 2
