@@ -144,6 +144,8 @@ def utc(moment: datetime | str | None) -> datetime | None:
     """A time for a view column: aware UTC (SQLite keeps it as naive UTC text)."""
     if moment is None:
         return None
+    if isinstance(moment, datetime) and moment.tzinfo is UTC:
+        return moment  # a recorded time, already read as aware UTC: the common case
     return stored_time(moment)
 
 

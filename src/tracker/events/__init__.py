@@ -6,6 +6,7 @@ string and payload version. The store only sees their encoded form (`tracker.rec
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -75,10 +76,17 @@ def decode(recorded: RecordedEvent) -> Any:
 
 
 def _build(cls: type, payload: JSONObject) -> Any:
-    fields = {field.name: field for field in dataclasses.fields(cls)}
-    values = {}
-    for name, value in payload.items():
-        if name not in fields:
-            continue
-        values[name] = tuple(value) if isinstance(value, list) else value
-    return cls(**values)
+    names = _field_names(cls)
+    return cls(
+        **{
+            name: tuple(value) if isinstance(value, list) else value
+            for name, value in payload.items()
+            if name in names
+        }
+    )
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    """Asked for every event a replay decodes: `dataclasses.fields` builds its answer anew."""
+    return frozenset(field.name for field in dataclasses.fields(cls))

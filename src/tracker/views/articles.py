@@ -6,10 +6,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tracker.database import insert_missing, upsert
 from tracker.events.articles import ArticlePublished, ArticleRevised, ArticleSeenInFeed
 from tracker.identity import canonical_link
 from tracker.projection import Batch, Projector, Views, ViewTable, rows_by, utc
+from tracker.views.writes import insert_missing_rows, upsert_rows
 
 
 def _article_columns() -> list[sa.Column[Any]]:
@@ -96,8 +96,8 @@ class ArticlesProjector(Projector):
                 else:
                     seen.append(_seen(typed.article_id, typed.feed_id, at))
             changed.add(typed.article_id)
-        upsert(connection, table, [rows[key] for key in sorted(changed)], ("article_id",))
-        insert_missing(connection, views["article_feeds"], seen)
+        upsert_rows(connection, table, [rows[key] for key in sorted(changed)], ("article_id",))
+        insert_missing_rows(connection, views["article_feeds"], seen)
 
 
 def _seen(article_id: str, feed_id: str, at: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from tracker.events.articles import ArticlePublished, ArticleRevised
 from tracker.matching import fold
 from tracker.names import entities_in
 from tracker.projection import Batch, Projector, Views, ViewTable, delete_where_in
+from tracker.views.writes import insert_rows
 
 
 def article_sentences_text(title: str, summary: str, content: str) -> list[str]:
@@ -52,8 +53,7 @@ class _PerArticle(Projector):
                 ),
             )
         ]
-        if rows:
-            views.connection.execute(sa.insert(table), rows)
+        insert_rows(views.connection, table, rows)
 
     def rows(self, article_id: str, texts: list[str]) -> Iterable[dict[str, Any]]:
         raise NotImplementedError(f"{type(self).__name__} extracts nothing")

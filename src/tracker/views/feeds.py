@@ -11,7 +11,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tracker.database import upsert
 from tracker.events.articles import ArticlePublished, ArticleRevised, ArticleSeenInFeed
 from tracker.events.feeds import (
     GONE,
@@ -24,6 +23,7 @@ from tracker.events.feeds import (
     FeedRemoved,
 )
 from tracker.projection import Batch, Projector, Views, ViewTable, rows_by, utc
+from tracker.views.writes import upsert_rows
 
 
 def _columns() -> list[sa.Column[Any]]:
@@ -87,7 +87,7 @@ class FeedsProjector(Projector):
                     "removed_at": None,
                 }
             _change(row, typed, at)
-        upsert(views.connection, table, [rows[key] for key in sorted(rows)], ("feed_id",))
+        upsert_rows(views.connection, table, [rows[key] for key in sorted(rows)], ("feed_id",))
 
 
 def _change(row: dict[str, Any], typed: Any, at: Any) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from tracker.config import StorylineRules
-from tracker.database import upsert
 from tracker.events.articles import ArticlePublished, ArticleRevised
 from tracker.events.storylines import (
     ArticleExcluded,
@@ -38,6 +37,7 @@ from tracker.projection import (
     rows_by,
     utc,
 )
+from tracker.views.writes import upsert_rows
 
 INCLUDE = "include"
 EXCLUDE = "exclude"
@@ -227,7 +227,9 @@ def _articles(views: Views, stories: dict[str, Story], run: list[tuple[Any, Any]
         for storyline_id in sorted(affected):
             key = (storyline_id, article_id)
             _update(members, key, found.get(storyline_id), curation.get(key), at)
-    upsert(connection, views["storyline_texts"], [texts[a] for a in sorted(texts)], ("article_id",))
+    upsert_rows(
+        connection, views["storyline_texts"], [texts[a] for a in sorted(texts)], ("article_id",)
+    )
     _write_members(views, before, members)
 
 
@@ -275,7 +277,7 @@ def _write_members(
             gone,
         )
     changed = [after[key] for key in sorted(after) if before.get(key) != after[key]]
-    upsert(views.connection, table, changed, ("storyline_id", "article_id"))
+    upsert_rows(views.connection, table, changed, ("storyline_id", "article_id"))
 
 
 def _settle(
@@ -299,7 +301,7 @@ def _define(views: Views, stories: dict[str, Story], event: Any, typed: Storylin
     rules = rules_of(rules_text)
     previous = stories.get(typed.storyline_id)
     at = utc(event.recorded_at)
-    upsert(
+    upsert_rows(
         views.connection,
         table,
         [
