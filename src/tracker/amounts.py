@@ -85,6 +85,8 @@ _NUMBER_PLACE = re.compile(
     r"|a (?:dozen|hundred))"
 )
 _CURRENCY_SIGN = re.compile(r"[$€£]")
+# The patterns tried where a number begins, in the order their figures are taken.
+_AT_NUMBERS = (_MONEY_WORD, _PERCENT, _DURATION, _COUNT)
 # The characters beyond ASCII that a case-insensitive pattern takes for an ASCII letter (İ, ı,
 # ſ and the Kelvin sign); İ is also the one character whose lower case is two characters.
 _CASE_TRAPS = ("\u0130", "\u0131", "\u017f", "\u212a")
@@ -151,20 +153,26 @@ def figures_in(text: str) -> list[Figure]:
     # every pattern trying every word.
     lowered = _lowered(text)
     numbers = _number_starts(text, lowered)
+    money = _money_signs(text, lowered)
+    if not numbers and not money:
+        return []  # the common case for a title or a short summary
+    found_at: tuple[list[re.Match[str]], ...] = ([], [], [], [])
+    for at in numbers:
+        for pattern, matches in zip(_AT_NUMBERS, found_at, strict=True):
+            if (match := pattern.match(text, at)) is not None:
+                matches.append(match)
+    money_words, percents, durations, counts = found_at
 
-    def at_numbers(pattern: re.Pattern[str]) -> list[re.Match[str]]:
-        return [m for m in (pattern.match(text, at) for at in numbers) if m is not None]
-
-    for found in (*_money_signs(text, lowered), *at_numbers(_MONEY_WORD)):
+    for found in (*money, *money_words):
         currency = found["cur"].strip().lower()
         unit = _CURRENCY_SIGNS.get(currency) or _CURRENCY_WORDS.get(currency, "USD")
         add(found, MONEY, _value(found["num"], found["scale"]), unit)
-    for found in at_numbers(_PERCENT):
+    for found in percents:
         add(found, PERCENT, _value(found["num"], None), "%")
-    for found in at_numbers(_DURATION):
+    for found in durations:
         unit = _DURATION_UNITS[_singular(found["unit"].lower())]
         add(found, DURATION, _value(found["num"], None), unit)
-    for found in at_numbers(_COUNT):
+    for found in counts:
         noun = found["noun"]
         if noun.lower() not in _NOT_COUNTED and _countable(text, found):
             add(found, COUNT, _value(found["num"], found["scale"]), noun.lower())

@@ -109,16 +109,22 @@ class Matcher:
                 unconditional.append(storyline)  # no term required: only `none` can refuse
             for _, padded in needed:
                 triggers.setdefault(padded, []).append(storyline)
-        self._triggers = tuple((padded, tuple(names)) for padded, names in triggers.items())
+        # A term occurs only where its first word does: terms by first word, so that a text's
+        # words (a set built in C) say which terms are worth looking for.
+        self._by_first_word: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        for padded, names in triggers.items():
+            first = padded.split(maxsplit=1)[0]
+            self._by_first_word.setdefault(first, []).append((padded, tuple(names)))
         self._unconditional = tuple(unconditional)
 
     def matches(self, folded: str) -> dict[str, Match]:
         """The storylines whose rules the folded text (from `fold_texts`) matches, with why."""
         text = f" {folded} "
         candidates = set(self._unconditional)
-        for padded, storylines in self._triggers:
-            if padded in text:
-                candidates.update(storylines)
+        for word in self._by_first_word.keys() & folded.split():
+            for padded, storylines in self._by_first_word[word]:
+                if padded in text:
+                    candidates.update(storylines)
         found = {}
         for storyline in sorted(candidates):
             rules, compiled = self._rules[storyline]

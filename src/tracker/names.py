@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -135,9 +134,14 @@ def entities_in(texts: Iterable[str]) -> list[Entity]:
         mentions.extend(_mentions(text))
     people = sorted({name for name, kind in mentions if kind == PERSON})
     # Per (key, kind): how often each spelling was written in full, and the mentions in all.
-    spellings: dict[tuple[str, str], Counter[str]] = {}
-    totals: Counter[tuple[str, str]] = Counter()
-    keyed = [(tuple(key(person).split()), person) for person in people]
+    spellings: dict[tuple[str, str], dict[str, int]] = {}
+    totals: dict[tuple[str, str], int] = {}
+    # The article's people by the last word of their key, each with all its words.
+    keyed: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+    for person in people:
+        words = tuple(key(person).split())
+        if words:
+            keyed.setdefault(words[-1], []).append((words, person))
     fuller: dict[str, str | None] = {}  # a name is looked up once however often it recurs
     for name, kind in mentions:
         written = True
@@ -151,8 +155,11 @@ def entities_in(texts: Iterable[str]) -> list[Entity]:
             written = full is None
             name, kind = full or name, PERSON
         entry = (key(name), kind)
-        spellings.setdefault(entry, Counter())[name] += written
-        totals[entry] += 1
+        counts = spellings.get(entry)
+        if counts is None:
+            counts = spellings[entry] = {}
+        counts[name] = counts.get(name, 0) + written
+        totals[entry] = totals.get(entry, 0) + 1
     found = []
     for entry, counts in spellings.items():
         display = min(counts, key=lambda n: (-counts[n], n))
@@ -160,12 +167,14 @@ def entities_in(texts: Iterable[str]) -> list[Entity]:
     return sorted(found, key=lambda e: (-e.count, e.name, e.kind))
 
 
-def _full_name(name: str, people: list[tuple[tuple[str, ...], str]]) -> str | None:
+def _full_name(name: str, people: dict[str, list[tuple[tuple[str, ...], str]]]) -> str | None:
     """The one fuller name (by key: spellings alike) that `name` ends like, if just one;
-    `people` are the article's people, sorted, each with the words of its key."""
+    `people` are the article's people, sorted, by the last word of their key."""
     words = tuple(key(name).split())
+    if not words:
+        return None
     longer: dict[tuple[str, ...], str] = {}
-    for folded, person in people:  # sorted: the first spelling of each key stands for it
+    for folded, person in people.get(words[-1], ()):  # sorted: a key's first spelling stands
         if len(folded) > len(words) and folded[-len(words) :] == words:
             longer.setdefault(folded, person)
     return next(iter(longer.values())) if len(longer) == 1 else None

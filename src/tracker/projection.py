@@ -261,13 +261,19 @@ def apply_batch(
     after: Mapping[str, int],
 ) -> None:
     """Each projector gets the events it handles that come after its own checkpoint."""
+    if not batch:
+        return
+    types = {event.event_type for event, _ in batch}
     for projector in projectors:
         start = after[projector.name]
-        mine = [
-            item
-            for item in batch
-            if item[0].position > start and item[0].event_type in projector.handles
-        ]
+        if start < batch[0][0].position and types <= projector.handles:
+            mine = batch  # all of it: the common case in a replay, with no copy to make
+        else:
+            mine = [
+                item
+                for item in batch
+                if item[0].position > start and item[0].event_type in projector.handles
+            ]
         if mine:
             projector.apply(views[projector.name], mine)
 

@@ -84,10 +84,11 @@ class ArticlesProjector(Projector):
                     continue  # its first sight is missing from the log: nothing to add it to
                 row["version"] = event.stream_version
                 if isinstance(typed, ArticleRevised):
+                    if typed.link != row["link"]:  # a revision seldom moves the article
+                        row["canonical_link"] = canonical_link(typed.link)
                     row.update(
                         title=typed.title_text,
                         link=typed.link,
-                        canonical_link=canonical_link(typed.link),
                         summary_text=typed.summary_text,
                         content_text=typed.content_text,
                         updated_at=at,

@@ -99,9 +99,10 @@ class FiguresProjector(_PerArticle):
         for text in texts:
             for figure in figures_in(text):
                 # The title's figure is usually the body's again; one is enough.
-                if (figure.text, fold(figure.sentence)) in seen:
+                said = (figure.text, fold(figure.sentence))
+                if said in seen:
                     continue
-                seen.add((figure.text, fold(figure.sentence)))
+                seen.add(said)
                 seq += 1
                 yield {
                     "article_id": article_id,
