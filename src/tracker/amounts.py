@@ -77,13 +77,26 @@ _COUNT = re.compile(
     r"(?P<noun>[A-Za-z][a-z]{2,}s|people|children|men|women|staff|police|personnel)\b"
 )
 _NUMBER = re.compile(rf"\b(?:{_NUM}|{_WORDNUM})", re.IGNORECASE)
-# Where a number could begin, in lower-cased text: a word that begins with a digit or with the
-# start of a number _WORDNUM spells out (every one of them begins with one of these).
-_NUMBER_PLACE = re.compile(
-    r"(?<!\w)(?:\d|o(?:ne)|t(?:w(?:o|elve|enty)|h(?:ree|irt(?:een|y))|en)"
-    r"|f(?:o(?:ur|rty)|i(?:ve|f(?:teen|ty)))|s(?:ix|even)|e(?:ight|leven)|nine"
-    r"|a (?:dozen|hundred))"
+# Where a number could begin: a word that begins with a digit or with the start of a number
+# _WORDNUM spells out (every one of them begins with one of these).
+_NUMBER_STARTS = (
+    r"o(?:ne)|t(?:w(?:o|elve|enty)|h(?:ree|irt(?:een|y))|en)|f(?:o(?:ur|rty)|i(?:ve|f(?:teen"
+    r"|ty)))|s(?:ix|even)|e(?:ight|leven)|nine|a (?:dozen|hundred)"
 )
+# ... in lower-cased text;
+_NUMBER_PLACE = re.compile(rf"(?<!\w)(?:\d|{_NUMBER_STARTS})")
+# ... and in the skeleton of an ASCII text: a space for each character that is no part of a
+# word, "0" for each digit, letters in lower case, and a space before it all. A pattern that
+# begins with a plain space runs several times faster than one that begins by looking back.
+_SKELETON = bytes(
+    ord("0")
+    if chr(b).isdigit()
+    else ord(chr(b).lower())
+    if chr(b).isalnum() or b == ord("_")
+    else ord(" ")
+    for b in range(128)
+) + bytes(range(128, 256))
+_SKELETON_PLACE = re.compile(rf" (?:0|{_NUMBER_STARTS})".encode("ascii"))
 _CURRENCY_SIGN = re.compile(r"[$€£]")
 # The patterns tried where a number begins, in the order their figures are taken.
 _AT_NUMBERS = (_MONEY_WORD, _PERCENT, _DURATION, _COUNT)
@@ -215,7 +228,11 @@ def _number_starts(text: str, lowered: str | None) -> list[int]:
     character, which was most of the cost of reading figures (issue 5)."""
     if lowered is None:
         return [found.start() for found in _NUMBER.finditer(text)]
-    places = (place.start() for place in _NUMBER_PLACE.finditer(lowered))
+    if text.isascii():
+        skeleton = b" " + text.encode("ascii").translate(_SKELETON)
+        places = (place.start() for place in _SKELETON_PLACE.finditer(skeleton))
+    else:
+        places = (place.start() for place in _NUMBER_PLACE.finditer(lowered))
     return [found.start() for found in _matches_at(_NUMBER, text, places)]
 
 
