@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from tracker.identity import article_key, article_stream, canonical_link
-from tracker.text import html_to_text
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tracker.identity import article_key, article_stream, canonical_link, normalise_space
+from tracker.text import _parsed_text, _plain_markup_text, html_to_text
 
 
 @pytest.mark.parametrize(
@@ -100,3 +104,77 @@ def test_article_streams_are_stable_and_distinct() -> None:
 )
 def test_html_to_text(markup: str, text: str) -> None:
     assert html_to_text(markup) == text
+
+
+_SPACE = re.compile(r"\s+")
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(list(" \t\n\r\x0b\x0c\x1c\x85\u00a0\u2003\u200bab")), max_size=40
+    )
+)
+def test_normalise_space_is_the_regular_expression_it_replaced(text: str) -> None:
+    assert normalise_space(text) == _SPACE.sub(" ", text).strip()
+
+
+# Markup built from pieces near the edges of the fast path's grammar: tags it reads, tags that
+# almost parse, comments, stray brackets, odd whitespace, character references.
+_JUNK = st.lists(
+    st.sampled_from([*"ab <>/\"'=&;#x\t\n\x0b\x0c\x85é-!?:1`", "\u00a0", "amp;", "#38;", "lt;"]),
+    max_size=6,
+).map("".join)
+_WHITESPACE = st.sampled_from(["", " ", "\t", "\n", "\x0c", "\x0b", "\x85", "  "])
+_VALUE = st.one_of(_JUNK.map(lambda s: f'"{s}"'), _JUNK.map(lambda s: f"'{s}'"), _JUNK)
+_ATTRIBUTE = st.tuples(
+    _WHITESPACE,
+    st.sampled_from(["href", "class", "x", "'", '"', "=", "a-b"]),
+    st.one_of(st.just(""), st.tuples(_WHITESPACE, _WHITESPACE, _VALUE).map("=".join)),
+).map("".join)
+_TAG = st.tuples(
+    st.sampled_from(["<", "</"]),
+    st.sampled_from(["p", "P", "br", "a", "Div", "li", "span", "script", "style", "title", "h1"]),
+    st.lists(_ATTRIBUTE, max_size=3).map("".join),
+    _WHITESPACE,
+    st.sampled_from(["", "/"]),
+    st.sampled_from([">", "", ">>"]),
+).map("".join)
+_MARKUP = st.lists(
+    st.one_of(
+        _TAG,
+        _JUNK,
+        st.sampled_from(
+            ["text", " two words ", "&amp;", "&#8212;", "&eacute", "<!-- c -->", "<?x?>"]
+        ),
+    ),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=1000)
+@given(_MARKUP)
+def test_plain_markup_is_read_as_html_parser_reads_it(markup: str) -> None:
+    fast = _plain_markup_text(markup)
+    if fast is not None:
+        assert fast == _parsed_text(markup)
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        "<phref ='''href='>x",  # HTMLParser takes this for text, not a tag
+        "<p\x0bclass=x>a</p>b",  # a vertical tab is part of HTMLParser's tag name
+        '<a title="1 > 0">x</a>',
+        "a <b c",
+        "<!-- <p> -->x",
+        "<p>x<script>y</script>",
+    ],
+)
+def test_markup_off_the_fast_path_goes_to_html_parser(markup: str) -> None:
+    assert _plain_markup_text(markup) is None
+    assert html_to_text(markup) == _parsed_text(markup)
+
+
+def test_plain_markup_takes_the_fast_path() -> None:
+    markup = '<p class="lead">A &amp; B</p><p>C<br/>D <a href=https://x.example/>E</a></P>'
+    assert _plain_markup_text(markup) == _parsed_text(markup) == "A & B C D E"

@@ -750,3 +750,83 @@ def test_feed_titles_and_urls_are_recorded_when_new_changed_or_removed(settings:
         FeedDefined("upi-top", "UPI", "https://rss.upi.com/news/news.rss"),
         FeedRemoved("thehill-news"),
     ]
+
+
+def test_a_poll_with_nothing_to_record_writes_its_bookkeeping_without_the_logs_lock(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    import sqlalchemy as sa
+
+    from tracker.polling import Recorder, claim_feed_state, fetch_feed
+
+    feed_server.routes["/upi-top.rss"] = conditional(
+        (FEEDS / "upi-top.rss").read_bytes(), etag='"v1"'
+    )
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        tracker.poll()
+        upi = tracker.check_config().feeds[0]
+        now = datetime.now(UTC)
+        state = claim_feed_state(tracker.store, upi, "me", now, only_if_due=False)
+        fetcher = Fetcher()
+        fetched = fetch_feed(fetcher, upi, state)
+        fetcher.close()
+        assert fetched.fetched is not None and fetched.fetched.not_modified
+        statements: list[str] = []
+
+        def seen(*args: object) -> None:
+            statements.append(str(args[2]))
+
+        sa.event.listen(tracker.engine, "before_cursor_execute", seen)
+        try:
+            result = Recorder(tracker.store, lambda: now, "test").record(fetched, now, "me")
+        finally:
+            sa.event.remove(tracker.engine, "before_cursor_execute", seen)
+        assert result.outcome == "not modified"
+        # One conditional UPDATE of the feed's row: no lock on the log, no read of it.
+        assert [s.split()[:2] for s in statements] == [["UPDATE", "feed_state"]]
+        (row,) = tracker.status().feeds
+        assert row.last_checked_at == now
+
+
+def test_a_304_after_failures_records_the_recovery(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    body = (FEEDS / "upi-top.rss").read_bytes()
+    feed_server.routes["/upi-top.rss"] = conditional(body, etag='"v1"')
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        tracker.poll()
+        feed_server.routes["/upi-top.rss"] = Reply(503)
+        assert tracker.poll(every=True)[0].outcome == "failed"
+        feed_server.routes["/upi-top.rss"] = conditional(body, etag='"v1"')
+        assert tracker.poll(every=True)[0].outcome == "not modified"
+        health = [decode(e) for e in polled(tracker, stream_id="feed-upi-top")]
+    assert [type(e).__name__ for e in health] == ["FeedFailing", "FeedRecovered"]
+
+
+@pytest.mark.parametrize("unchanged", [True, False], ids=["304", "200"])
+def test_a_poll_whose_claim_was_taken_records_nothing_whatever_it_fetched(
+    settings: Settings, feed_server: FeedServer, unchanged: bool
+) -> None:
+    from tracker.polling import Recorder, claim_feed_state, fetch_feed
+
+    feed_server.routes["/upi-top.rss"] = conditional(
+        (FEEDS / "upi-top.rss").read_bytes(), etag='"v1"'
+    )
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        if unchanged:
+            tracker.poll()
+        upi = tracker.check_config().feeds[0]
+        start = datetime.now(UTC)
+        state = claim_feed_state(tracker.store, upi, "slow", start, timedelta(seconds=1), False)
+        fetcher = Fetcher()
+        stale = fetch_feed(fetcher, upi, state)
+        fetcher.close()
+        later = start + timedelta(seconds=2)
+        assert claim_feed(tracker.store, upi, "other", later, only_if_due=False)
+        before = (len(polled(tracker)), tracker.status().feeds)
+        dropped = Recorder(tracker.store, lambda: later, "test").record(stale, start, "slow")
+        assert dropped.outcome == "busy"
+        assert (len(polled(tracker)), tracker.status().feeds) == before

@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -91,9 +91,13 @@ def article_fields(entry: ParsedEntry) -> ArticleFields:
 def fingerprint(fields: ArticleFields) -> dict[str, str]:
     """A digest of each revisable field as a reader sees it: whitespace, markup that renders
     the same, and tracking parameters in the link do not count as a change."""
+    return _fingerprint(fields, canonical_link(fields.link))
+
+
+def _fingerprint(fields: ArticleFields, canonical: str | None) -> dict[str, str]:
     seen = {
         "title": fields.title_text,
-        "link": canonical_link(fields.link) or (fields.link or ""),
+        "link": canonical or (fields.link or ""),
         "summary": fields.summary_text,
         "content": fields.content_text,
     }
@@ -101,6 +105,44 @@ def fingerprint(fields: ArticleFields) -> dict[str, str]:
         name: hashlib.sha256(seen[name].encode("utf-8", "replace")).hexdigest()[:32]
         for name in REVISABLE_FIELDS
     }
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One entry with everything the deciders need of it, each worked out once: its identity,
+    its fields as text, their fingerprint. Pure, so a poll works it out before it takes the
+    log's lock."""
+
+    entry: ParsedEntry
+    identity: str  # how the id was made: "guid", "link" or "content"
+    article_id: str
+    fields: ArticleFields
+    prints: Mapping[str, str]
+
+
+def sight(entry: ParsedEntry) -> Sighting:
+    fields = article_fields(entry)
+    how, key = article_key(entry.guid, entry.link, fields.title_text, entry.summary)
+    # Without a guid, a link identity is the canonical link the fingerprint needs too.
+    canonical = key if how == "link" and not (entry.guid and entry.guid.strip()) else None
+    if canonical is None:
+        canonical = canonical_link(entry.link)
+    return Sighting(entry, how, article_stream(how, key), fields, _fingerprint(fields, canonical))
+
+
+def sightings(entries: Iterable[ParsedEntry]) -> list[Sighting]:
+    """The entries of one poll that are articles, in order; an id twice in one feed counts
+    once (the first)."""
+    found: list[Sighting] = []
+    ids: set[str] = set()
+    for entry in entries:
+        if not (entry.guid or entry.link or entry.title.strip() or entry.summary.strip()):
+            continue  # nothing to know it by: a fragment of a truncated feed, not an article
+        seen = sight(entry)
+        if seen.article_id not in ids:
+            ids.add(seen.article_id)
+            found.append(seen)
+    return found
 
 
 def known_from_history(
@@ -130,17 +172,22 @@ def decide_entry(
     feed_id: str, entry: ParsedEntry, known: KnownArticle | None, now: datetime
 ) -> ArticleChange | None:
     """The events one entry of one poll calls for, or None when nothing changed."""
-    how, article_id = article_id_of(entry)
-    fields = article_fields(entry)
-    prints = fingerprint(fields)
+    return decide_sighting(feed_id, sight(entry), known, now)
+
+
+def decide_sighting(
+    feed_id: str, seen: Sighting, known: KnownArticle | None, now: datetime
+) -> ArticleChange | None:
+    """As decide_entry, for an entry already sighted."""
+    entry, article_id, fields, prints = seen.entry, seen.article_id, seen.fields, seen.prints
     if known is None:
         published = entry.published or entry.updated
         event = ArticlePublished(
             article_id=article_id,
             feed_id=feed_id,
-            identity=how,
+            identity=seen.identity,
             guid=entry.guid,
-            **asdict(fields),
+            **vars(fields),
             published=(published or now).isoformat(),
             published_is_first_seen=published is None,
             updated=_iso(entry.updated),
@@ -178,7 +225,7 @@ def decide_entry(
                 article_id=article_id,
                 feed_id=feed_id,
                 changed=changed,
-                **asdict(fields),
+                **vars(fields),
                 updated=_iso(entry.updated),
             )
         )
@@ -200,15 +247,19 @@ def decide_entries(
 ) -> list[ArticleChange]:
     """Every change one poll of a feed calls for (including state-only ones, without events);
     an id twice in one feed counts once."""
-    changes, seen = [], set()
-    for entry in entries:
-        if not (entry.guid or entry.link or entry.title.strip() or entry.summary.strip()):
-            continue  # nothing to know it by: a fragment of a truncated feed, not an article
-        _, article_id = article_id_of(entry)
-        if article_id in seen:
-            continue
-        seen.add(article_id)
-        change = decide_entry(feed_id, entry, known.get(article_id), now)
+    return decide_sightings(feed_id, sightings(entries), known, now)
+
+
+def decide_sightings(
+    feed_id: str,
+    seen: Iterable[Sighting],
+    known: Mapping[str, KnownArticle],
+    now: datetime,
+) -> list[ArticleChange]:
+    """As decide_entries, for the sightings of a poll's entries."""
+    changes = []
+    for sighting in seen:
+        change = decide_sighting(feed_id, sighting, known.get(sighting.article_id), now)
         if change is not None:
             changes.append(change)
     return changes

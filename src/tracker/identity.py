@@ -7,7 +7,6 @@ same article agree on its stream without talking to each other.
 from __future__ import annotations
 
 import hashlib
-import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Query parameters that say how a reader arrived, not what they read.
@@ -45,7 +44,6 @@ _TRACKING_PARAMS = frozenset(
 )
 _TRACKING_PREFIXES = ("utm_", "at_", "mkt_", "pk_", "__twitter")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_SPACE = re.compile(r"\s+")
 
 
 def canonical_link(url: str | None) -> str | None:
@@ -94,7 +92,9 @@ def link_variants(url: str) -> list[str]:
 
 
 def normalise_space(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
+    # str.split() breaks on exactly the characters `\s` matches in a str pattern, and several
+    # times faster than a regular expression substitution.
+    return " ".join(text.split())
 
 
 def article_key(guid: str | None, link: str | None, title: str, summary: str) -> tuple[str, str]:

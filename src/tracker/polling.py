@@ -16,10 +16,11 @@ from tracker.database import WRITE, storage_errors
 from tracker.deciding import (
     FeedStatus,
     PollOutcome,
-    article_id_of,
-    decide_entries,
+    Sighting,
     decide_health,
+    decide_sightings,
     next_due,
+    sightings,
 )
 from tracker.entries import ParsedFeed
 from tracker.events import encode
@@ -35,6 +36,7 @@ from tracker.pollstate import (
     load_feeds,
     release,
     save_articles,
+    save_claimed_feed,
     save_feed,
 )
 
@@ -53,6 +55,12 @@ class Fetch:
     fetched: Fetched | None = None
     parsed: ParsedFeed | None = None
     failure: FetchFailed | FeedParseError | None = None
+    # The parsed entries sighted (deciding.sightings), worked out with the parse so that the
+    # recording, under the log's lock, has only deciding left to do.
+    sightings: tuple[Sighting, ...] | None = None
+    # The feed's bookkeeping as its poller read it on claiming the feed: while the claim holds,
+    # no other poller writes it.
+    state: FeedRow | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -112,17 +120,19 @@ def fetch_feed(fetcher: Fetcher, feed: FeedConfig, state: FeedRow | None) -> Fet
     try:
         fetched = fetcher.fetch(url, etag, last_modified)
     except FetchFailed as failure:
-        return Fetch(feed, url, failure=failure)
+        return Fetch(feed, url, failure=failure, state=state)
     except Exception as error:  # noqa: BLE001 -- one feed's surprise must not end the round
         reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        return Fetch(feed, url, failure=FetchFailed("error", reason.rstrip(": ")))
+        return Fetch(feed, url, failure=FetchFailed("error", reason.rstrip(": ")), state=state)
     if fetched.not_modified:
-        return Fetch(feed, url, fetched)
+        return Fetch(feed, url, fetched, state=state)
     try:
         parsed = parse_feed(fetched.body, fetched.headers, fetched.url)
     except FeedParseError as failure:
-        return Fetch(feed, url, fetched, failure=failure)
-    return Fetch(feed, url, fetched, parsed)
+        return Fetch(feed, url, fetched, failure=failure, state=state)
+    return Fetch(
+        feed, url, fetched, parsed, sightings=tuple(sightings(parsed.entries)), state=state
+    )
 
 
 def due_feeds(
@@ -155,6 +165,19 @@ def claim_feed(
 ) -> bool:
     """Claim a feed for this poller for at most `hold` (a crashed poller's claim expires);
     with `only_if_due`, only a feed that is due."""
+    return claim_feed_state(store, feed, owner, now, hold, only_if_due) is not None
+
+
+def claim_feed_state(
+    store: EventStore,
+    feed: FeedConfig,
+    owner: str,
+    now: datetime,
+    hold: timedelta = CLAIM_HOLD,
+    only_if_due: bool = True,
+) -> FeedRow | None:
+    """As claim_feed, in the same transaction reading the feed's bookkeeping (for
+    fetch_feed); None when the feed was not claimed."""
     # A scheduler's jitter may fire a moment before the feed is due: that still counts, or the
     # feed would wait a whole extra interval.
     due_within = min(feed.interval * 0.3, timedelta(minutes=1)) if only_if_due else None
@@ -162,7 +185,9 @@ def claim_feed(
         connection = connection.execution_options(**WRITE)
         with connection.begin():
             row = FeedRow.new(feed.id, feed.url)
-            return claim(connection, row, owner, now, now + hold, due_within)
+            if not claim(connection, row, owner, now, now + hold, due_within):
+                return None
+            return _state_for(feed, load_feed(connection, feed.id))
 
 
 def release_claims(store: EventStore, feed_ids: Sequence[str], owner: str) -> None:
@@ -180,6 +205,10 @@ def current_state(store: EventStore, feed: FeedConfig) -> FeedRow:
 
 def _state_for(feed: FeedConfig, state: FeedRow | None) -> FeedRow:
     return FeedRow.new(feed.id, feed.url) if state is None else state.for_config(feed.url)
+
+
+class _ClaimLost(Exception):
+    """The poller's claim on the feed ran out before its poll was recorded."""
 
 
 class Recorder:
@@ -203,6 +232,13 @@ class Recorder:
         expired (it took too long) is dropped, since another poller may have recorded since.
         """
         feed = fetch.feed
+        outcome = self._outcome(fetch)
+        if owner is not None and fetch.state is not None and fetch.parsed is None:
+            # No entries to decide on: unless the feed's health changed, nothing goes in the
+            # log, and the poll writes its bookkeeping without the log's lock.
+            quiet = self._record_quietly(fetch, outcome, started_at, owner)
+            if quiet is not None:
+                return quiet
         poll_id = str(uuid.uuid4())
         metadata = {
             "poll_id": poll_id,
@@ -210,45 +246,81 @@ class Recorder:
             "feed_id": feed.id,
             "source": self._source,
         }
-        with self._store.session() as session:
-            connection = session.connection
-            now = self._clock()
-            state = load_feed(connection, feed.id)
-            if owner is not None and (state is None or state.claimed_by != owner):
-                return PollResult(feed.id, "busy", reason="claim expired before it was recorded")
-            state = _state_for(feed, state)
-            outcome, changes = self._outcome(fetch, connection, now)
-            health = decide_health(
-                feed.id,
-                FeedStatus(state.url, state.state, state.failures, state.last_error),
-                outcome,
-            )
-            for event in health.events:
-                session.append(f"feed-{feed.id}", [encode(event, metadata)])
-            new = revised = seen = 0
-            for change in changes:
-                if change.events:
-                    session.append(
-                        change.article_id,
-                        [encode(event, metadata) for event in change.events],
-                        change.expected_version,
-                    )
-                new += change.kind == "new"
-                revised += change.kind == "revised"
-                seen += change.kind == "seen"
-            save_articles(connection, [change.known for change in changes])
-            next_state = self._next_state(
-                state, fetch, health.status, outcome, now, started_at or now, new
-            )
-            save_feed(connection, next_state)
+        try:
+            with self._store.session() as session:
+                connection = session.connection
+                now = self._clock()
+                if owner is not None and fetch.state is not None:
+                    # Our claim kept the row as we read it; save_claimed_feed checks we still
+                    # hold it.
+                    state = _state_for(feed, fetch.state)
+                else:
+                    read = load_feed(connection, feed.id)
+                    if owner is not None and (read is None or read.claimed_by != owner):
+                        raise _ClaimLost
+                    state = _state_for(feed, read)
+                changes = self._changes(fetch, connection, now)
+                health = decide_health(
+                    feed.id,
+                    FeedStatus(state.url, state.state, state.failures, state.last_error),
+                    outcome,
+                )
+                for event in health.events:
+                    session.append(f"feed-{feed.id}", [encode(event, metadata)])
+                new = revised = seen = 0
+                for change in changes:
+                    if change.events:
+                        session.append(
+                            change.article_id,
+                            [encode(event, metadata) for event in change.events],
+                            change.expected_version,
+                        )
+                    new += change.kind == "new"
+                    revised += change.kind == "revised"
+                    seen += change.kind == "seen"
+                save_articles(connection, [change.known for change in changes])
+                next_state = self._next_state(
+                    state, fetch, health.status, outcome, now, started_at or now, new
+                )
+                if owner is None:
+                    save_feed(connection, next_state)
+                elif not save_claimed_feed(connection, next_state, owner):
+                    raise _ClaimLost  # rolls the whole poll back
+        except _ClaimLost:
+            return PollResult(feed.id, "busy", reason="claim expired before it was recorded")
         return self._result(feed.id, fetch, outcome, new, revised, seen)
 
-    def _outcome(
-        self, fetch: Fetch, connection: Any, now: datetime
-    ) -> tuple[PollOutcome, list[Any]]:
+    def _record_quietly(
+        self, fetch: Fetch, outcome: PollOutcome, started_at: datetime | None, owner: str
+    ) -> PollResult | None:
+        """Record a poll with no entries whose feed's health stays as it was: one statement,
+        no lock on the log. None if the health changed (the poll has an event to record)."""
+        assert fetch.state is not None
+        feed = fetch.feed
+        state = _state_for(feed, fetch.state)
+        before = FeedStatus(state.url, state.state, state.failures, state.last_error)
+        health = decide_health(feed.id, before, outcome)
+        if health.events:
+            return None
+        now = self._clock()
+        next_state = self._next_state(
+            state, fetch, health.status, outcome, now, started_at or now, 0
+        )
+        engine = self._store.engine
+        with storage_errors(engine), engine.connect() as connection:
+            connection = connection.execution_options(**WRITE)
+            with connection.begin():
+                if not save_claimed_feed(connection, next_state, owner):
+                    return PollResult(
+                        feed.id, "busy", reason="claim expired before it was recorded"
+                    )
+        return self._result(feed.id, fetch, outcome, 0, 0, 0)
+
+    @staticmethod
+    def _outcome(fetch: Fetch) -> PollOutcome:
         failure = fetch.failure
         if isinstance(failure, FetchFailed):
-            outcome = PollOutcome(
+            return PollOutcome(
                 False,
                 failure.kind,
                 failure.reason,
@@ -256,18 +328,21 @@ class Recorder:
                 failure.moved_to,
                 failure.moved_by,
             )
-            return outcome, []
         fetched = fetch.fetched
         moved_to = fetched.moved_to if fetched is not None else None
         moved_by = fetched.moved_by if fetched is not None else None
         if failure is not None:
-            return PollOutcome(False, "parse", str(failure), None, moved_to, moved_by), []
-        ok = PollOutcome(True, moved_to=moved_to, moved_by=moved_by)
-        if fetch.parsed is None:  # 304 Not Modified
-            return ok, []
-        entries = fetch.parsed.entries
-        known = known_articles(connection, (article_id_of(entry)[1] for entry in entries))
-        return ok, decide_entries(fetch.feed.id, entries, known, now)
+            return PollOutcome(False, "parse", str(failure), None, moved_to, moved_by)
+        return PollOutcome(True, moved_to=moved_to, moved_by=moved_by)
+
+    def _changes(self, fetch: Fetch, connection: Any, now: datetime) -> list[Any]:
+        if fetch.parsed is None or fetch.failure is not None:
+            return []
+        seen = fetch.sightings
+        if seen is None:
+            seen = tuple(sightings(fetch.parsed.entries))
+        known = known_articles(connection, [sighting.article_id for sighting in seen])
+        return decide_sightings(fetch.feed.id, seen, known, now)
 
     def _next_state(
         self,

@@ -90,6 +90,19 @@ def save_feed(connection: sa.Connection, row: FeedRow) -> None:
     upsert(connection, feed_state, [asdict(row)], ("feed_id",))
 
 
+def save_claimed_feed(connection: sa.Connection, row: FeedRow, owner: str) -> bool:
+    """Write a feed's bookkeeping if `owner` still holds its claim (one conditional UPDATE, so
+    a poller whose claim ran out and was taken writes nothing); False if it does not."""
+    values = asdict(row)
+    feed_id = values.pop("feed_id")
+    statement = (
+        sa.update(feed_state)
+        .where(feed_state.c.feed_id == feed_id, feed_state.c.claimed_by == owner)
+        .values(**values)
+    )
+    return connection.execute(statement).rowcount == 1
+
+
 def known_articles(
     connection: sa.Connection, article_ids: Iterable[str]
 ) -> dict[str, KnownArticle]:

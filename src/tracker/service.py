@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -432,8 +433,7 @@ class Tracker:
         from tracker.polling import (
             PollResult,
             Recorder,
-            claim_feed,
-            current_state,
+            claim_feed_state,
             due_feeds,
             fetch_feed,
             release_claims,
@@ -459,31 +459,43 @@ class Tracker:
         # not due, but never twice at once.
         only_if_due = not (feed_ids or every)
         held: set[str] = set()  # claimed by this round and not yet recorded
-
-        def claim_and_fetch(feed: FeedConfig) -> tuple[FeedConfig, datetime, Fetch | None]:
-            # Claimed just before its fetch, so a long round cannot outlive its claims.
-            started_at = self._now()
-            if fetcher.cancelled or not claim_feed(
-                self.store, feed, owner, started_at, only_if_due=only_if_due
-            ):
-                return feed, started_at, None
-            held.add(feed.id)
-            return feed, started_at, fetch_feed(fetcher, feed, current_state(self.store, feed))
-
+        waiting = deque(feeds)
+        fetching: dict[Future[Fetch], tuple[FeedConfig, datetime]] = {}
         results: dict[str, PollResult] = {}
+        parallel = min(POLL_PARALLELISM, len(feeds))
+
+        def fetch_more(pool: ThreadPoolExecutor) -> None:
+            # Claims are taken here, in this thread, just before each fetch: so a long round
+            # cannot outlive its claims, and the fetch threads never wait for the database's
+            # write lock while this thread records.
+            while waiting and len(fetching) < parallel and not fetcher.cancelled:
+                feed = waiting.popleft()
+                started_at = self._now()
+                state = claim_feed_state(
+                    self.store, feed, owner, started_at, only_if_due=only_if_due
+                )
+                if state is None:
+                    results[feed.id] = PollResult(feed.id, "busy")
+                    continue
+                held.add(feed.id)
+                fetching[pool.submit(fetch_feed, fetcher, feed, state)] = (feed, started_at)
+
         try:
-            with ThreadPoolExecutor(max_workers=min(POLL_PARALLELISM, len(feeds))) as pool:
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
                 try:
-                    for done in as_completed([pool.submit(claim_and_fetch, f) for f in feeds]):
-                        feed, started_at, fetched = done.result()
-                        if fetched is None:
-                            results[feed.id] = PollResult(feed.id, "busy")
-                            continue
-                        results[feed.id], recorded = self._record(
-                            recorder, fetched, started_at, owner
-                        )
-                        if recorded:
-                            held.discard(feed.id)
+                    fetch_more(pool)
+                    while fetching:
+                        done, _ = wait(fetching, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            feed, started_at = fetching.pop(future)
+                            fetch_more(pool)  # the next fetches run while this one records
+                            results[feed.id], recorded = self._record(
+                                recorder, future.result(), started_at, owner
+                            )
+                            if recorded:
+                                held.discard(feed.id)
+                    for feed in waiting:  # not claimed: the fetcher was cancelled
+                        results[feed.id] = PollResult(feed.id, "busy")
                 except BaseException:
                     fetcher.cancel()  # Ctrl-C or a bug: stop the other fetches now
                     raise
@@ -517,14 +529,15 @@ class Tracker:
         None when it was not due, another daemon claimed it first, or the fetch was cancelled
         because the daemon is stopping (nothing is recorded then).
         """
-        from tracker.polling import Recorder, claim_feed, current_state, fetch_feed, release_claims
+        from tracker.polling import Recorder, claim_feed_state, fetch_feed, release_claims
 
         started_at = self._now()
-        if not claim_feed(self.store, feed, owner, started_at):
+        state = claim_feed_state(self.store, feed, owner, started_at)
+        if state is None:
             return None
         recorded = False
         try:
-            fetched = fetch_feed(fetcher, feed, current_state(self.store, feed))
+            fetched = fetch_feed(fetcher, feed, state)
             if fetched.cancelled:
                 return None
             result = Recorder(self.store, self._now, source).record(fetched, started_at, owner)
