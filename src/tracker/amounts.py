@@ -97,7 +97,6 @@ _SKELETON = bytes(
     for b in range(128)
 ) + bytes(range(128, 256))
 _SKELETON_PLACE = re.compile(rf" (?:0|{_NUMBER_STARTS})".encode("ascii"))
-_CURRENCY_SIGN = re.compile(r"[$€£]")
 # The patterns tried where a number begins, in the order their figures are taken.
 _AT_NUMBERS = (_MONEY_WORD, _PERCENT, _DURATION, _COUNT)
 # The characters beyond ASCII that a case-insensitive pattern takes for an ASCII letter (İ, ı,
@@ -242,11 +241,13 @@ def _money_signs(text: str, lowered: str | None) -> list[re.Match[str]]:
     if lowered is None:
         return list(_MONEY_SIGN.finditer(text))
     places = []
-    for sign in _CURRENCY_SIGN.finditer(text):
-        at = sign.start()
-        if at >= 2 and lowered.startswith("us", at - 2):
-            places.append(at - 2)
-        places.append(at)
+    for sign in "$€£":
+        at = text.find(sign)
+        while at != -1:
+            if sign == "$" and at >= 2 and lowered.startswith("us", at - 2):
+                places.append(at - 2)
+            places.append(at)
+            at = text.find(sign, at + 1)
     for code in ("usd", "eur"):
         at = lowered.find(code)
         while at != -1:

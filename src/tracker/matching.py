@@ -24,18 +24,38 @@ _ASCII_FOLD = bytes(
 ) + bytes(range(128, 256))
 
 
-@lru_cache(maxsize=1)
-def _without_marks() -> dict[int, None]:
-    """A str.translate table deleting combining marks (the accents NFKD splits off). Built on
-    first need, over the Basic Multilingual Plane, where the marks of news text live."""
-    return {cp: None for cp in range(0x10000) if unicodedata.combining(chr(cp))}
+class _Unaccented(dict[int, str]):
+    """A str.translate table giving each character its compatibility decomposition (NFKD)
+    without the combining marks it splits off (those of the Basic Multilingual Plane, where the
+    marks of news text live), filled in as characters are met.
+
+    Per character, since decomposing is per character: NFKD only reorders the marks it makes,
+    and they all go. Through a table that holds every character met, translating costs a
+    lookup each; a table of the marks alone made str.translate raise and catch a KeyError for
+    every other character (issue 5).
+    """
+
+    _MOST = 1 << 16  # distinct characters remembered; others are worked out each time
+
+    def __missing__(self, code: int) -> str:
+        bare = "".join(
+            c
+            for c in unicodedata.normalize("NFKD", chr(code))
+            if not (ord(c) < 0x10000 and unicodedata.combining(c))
+        )
+        if len(self) < self._MOST:
+            self[code] = bare
+        return bare
+
+
+_UNACCENTED = _Unaccented()
 
 
 def fold(text: str) -> str:
     """Text for matching: accents removed, case folded, every run of non-word characters one
     space (so "Sky  Group" and "Sky\nGroup" read alike)."""
     if not text.isascii():  # most news text is; only the rest pays for decomposing
-        text = unicodedata.normalize("NFKD", text).translate(_without_marks())
+        text = text.translate(_UNACCENTED)
         if not text.isascii():
             return " ".join(_WORD.findall(text.casefold()))
     # The same words as the pattern finds, by byte translation and split (three times faster).
