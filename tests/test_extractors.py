@@ -20,6 +20,7 @@ from tracker.diffing import render, word_diff
 from tracker.names import entities_in
 from tracker.sentences import sentences
 from tracker.summary import SourceText, summarise
+from tracker.views.extracts import article_sentences_text
 
 SEED = REPO_ROOT.parent / "shared" / "seed" / "page.md"
 
@@ -243,3 +244,12 @@ def test_the_words_of_a_sentence_name_the_same_labels_however_they_are_lower_cas
     word_by_word = [word.lower() for word in amounts._TOKEN.findall(text)]
     expected = [amounts._LABELS.get(word) for word in word_by_word]
     assert [amounts._LABELS.get(word) for word in amounts._lower_words(text)] == expected
+
+
+@given(st.text(alphabet=" \n\tab."), st.text(alphabet=" \n\tab."))
+def test_a_summary_is_left_out_when_the_content_repeats_it_whatever_the_spacing(
+    summary: str, content: str
+) -> None:
+    repeats = " ".join(summary.split()) in " ".join(content.split())
+    expected = ["Title", *([summary] if summary and not repeats else []), content]
+    assert article_sentences_text("Title", summary, content) == [t for t in expected if t]

@@ -148,7 +148,7 @@ def entities_in(texts: Iterable[str]) -> list[Entity]:
         if kind in (PERSON, "surname"):
             # "Maduro" or "Guerrero Flores" stands for the one fuller name that ends so.
             if name not in fuller:
-                fuller[name] = _full_name(name, keyed)
+                fuller[name] = _full_name(name, keyed) if keyed else None
             full = fuller[name]
             if full is None and kind == "surname":
                 continue

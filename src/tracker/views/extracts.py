@@ -23,7 +23,13 @@ def article_sentences_text(title: str, summary: str, content: str) -> list[str]:
     """An article's texts to read, without a summary that only repeats the content's start
     (many feeds send the lead paragraph as both)."""
     texts = [title]
-    if summary and " ".join(summary.split()) not in " ".join(content.split()):
+    # A summary found in the content as it stands is found there with spaces normalised too;
+    # only the rest pay for normalising both.
+    if (
+        summary
+        and summary not in content
+        and " ".join(summary.split()) not in " ".join(content.split())
+    ):
         texts.append(summary)
     texts.append(content)
     return [text for text in texts if text]
