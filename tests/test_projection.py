@@ -234,14 +234,15 @@ def _generation_tables(store: EventStore, generation: int) -> int:
 def test_a_replay_killed_midway_leaves_the_old_views_whole(
     database_url: str, store: EventStore
 ) -> None:
-    _big_history(store, 6000)
+    # Three of replay's batches: after the first is written, two are still to come.
+    _big_history(store, 12000)
     catch_up(store, PROJECTORS)
     before = dump(store)
     checkpoints = read_checkpoints(store.engine)
     building = max(c.generation for c in checkpoints.values()) + 1
     replayer = _spawn("-m", "tracker", "replay", "--no-config", "--database-url", database_url)
-    # Once the new tables exist and are being filled, kill it there.
-    _kill_when(replayer, lambda: _generation_tables(store, building) > 0, settle=0.2)
+    # Once the new tables hold a batch's rows and more are being written, kill it there.
+    _kill_when(replayer, lambda: _rows_in(store, f"articles__g{building}") > 0)
     assert read_checkpoints(store.engine) == checkpoints
     assert dump(store) == before
     story = run_tracker("story", "essequibo", "--json", "--database-url", database_url)
@@ -251,6 +252,13 @@ def test_a_replay_killed_midway_leaves_the_old_views_whole(
     assert again.returncode == 0, again.stderr
     assert _generation_tables(store, building) == 0
     assert dump(store) == before
+
+
+def _rows_in(store: EventStore, table: str) -> int:
+    with store.engine.connect() as connection:
+        if not sa.inspect(connection).has_table(table):
+            return 0
+        return int(connection.exec_driver_sql(f'SELECT count(*) FROM "{table}"').scalar() or 0)
 
 
 def test_a_catch_up_killed_midway_loses_nothing_and_applies_nothing_twice(
@@ -336,7 +344,8 @@ def test_story_reads_use_the_current_generation_after_many_replays(store: EventS
 def test_one_replay_at_a_time_and_catch_ups_leave_its_projections_alone(
     database_url: str, store: EventStore
 ) -> None:
-    _big_history(store, 15000)
+    # Long enough a replay for a catch-up and a second replay to run meanwhile.
+    _big_history(store, 25000)
     catch_up(store, PROJECTORS)
     before = dump(store)
     building = max(c.generation for c in read_checkpoints(store.engine).values()) + 1
