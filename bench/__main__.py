@@ -355,27 +355,83 @@ def table(by_size: dict[str, Figures]) -> list[str]:
     names = [n for n in next(iter(by_size.values())) if n != "imports"]
     lines = [
         "| measurement | "
-        + " | ".join(f"{label} (s, ±spread)" for label in labels)
-        + " | peak RSS (MB) |",
-        "|---|" + "---|" * len(labels) + "---|",
+        + " | ".join(f"{label}: s ±spread (peak RSS)" for label in labels)
+        + " |",
+        "|---|" + "---|" * len(labels),
     ]
     for name in names:
-        cells = [_cell(by_size[label].get(name)) for label in labels]
-        rss = max(
-            (by_size[label][name].rss_mb for label in labels if name in by_size[label]), default=0
-        )
-        lines.append(
-            f"| {name} | " + " | ".join(cells) + f" | {rss:.0f} |"
-            if rss
-            else f"| {name} | " + " | ".join(cells) + " | - |"
-        )
+        cells = []
+        for label in labels:
+            figure = by_size[label].get(name)
+            rss = f" ({figure.rss_mb:.0f} MB)" if figure is not None and figure.rss_mb else ""
+            cells.append(_cell(figure) + rss)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append(
         "| events in the log | "
         + " | ".join(
             str(int(by_size[label]["ours: append, one transaction per poll"].runs[0]["events"]))
             for label in labels
         )
-        + " | |"
+        + " |"
+    )
+    return lines
+
+
+# (what the ratio says, numerator, denominator): medians of the same run.
+RATIOS = (
+    (
+        "append: eventsourcing's time ÷ ours (speed-up)",
+        "peer: eventsourcing append",
+        "ours: append, one transaction per poll",
+    ),
+    (
+        "append, both syncing every commit: eventsourcing ÷ ours",
+        "peer: eventsourcing append",
+        "ours: append, synchronous=FULL as the peer",
+    ),
+    (
+        "append ÷ bare driver insert of the same rows",
+        "ours: append, one transaction per poll",
+        "floor: insert (sqlite3 executemany / COPY)",
+    ),
+    ("replay ÷ scan-and-decode floor", "ours: replay", "floor: scan and decode"),
+    ("catch-up ÷ replay", "ours: catch-up", "ours: replay"),
+    ("verify ÷ scan-and-decode floor", "ours: verify", "floor: scan and decode"),
+    (
+        "eventsourcing read ÷ scan-and-decode floor",
+        "peer: eventsourcing read",
+        "floor: scan and decode",
+    ),
+    (
+        "story ÷ --version (whole processes)",
+        "ours: tracker story essequibo",
+        "ours: tracker --version",
+    ),
+)
+
+
+def ratios(by_size: dict[str, Figures]) -> list[str]:
+    labels = list(by_size)
+    lines = ["| ratio | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for what, numerator, denominator in RATIOS:
+        cells = []
+        for label in labels:
+            ratio = _ratio(by_size[label].get(numerator), by_size[label].get(denominator))
+            cells.append(f"{ratio:.2f}×" if ratio else "-")
+        if any(cell != "-" for cell in cells):
+            lines.append(f"| {what} | " + " | ".join(cells) + " |")
+    cells = []
+    for label in labels:
+        figures = by_size[label]
+        changed = figures.get("ours: poll round, 200 changed feeds")
+        parse = figures.get("floor: feedparser parse of those feeds")
+        raw = figures.get("floor: insert of what that round recorded")
+        ok = changed and parse and raw and changed.runs and parse.runs and raw.runs
+        cells.append(f"{changed.median / (parse.median + raw.median):.2f}×" if ok else "-")  # type: ignore[union-attr]
+    lines.append(
+        "| poll round of 200 changed feeds ÷ (feedparser + bare insert) | "
+        + " | ".join(cells)
+        + " |"
     )
     return lines
 
@@ -419,6 +475,39 @@ def plot(by_size: dict[str, Figures], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def report(meta: dict[str, Any], by_size: dict[str, Figures]) -> list[str]:
+    return [
+        f"Measured {meta['started']} UTC on {meta['machine']}; database: {meta['database']}.",
+        f"Command: `{meta['command']}`; medians of {meta['runs']} runs "
+        "(spread = slowest − fastest; peak RSS of the process that did the work).",
+        "",
+        *table(by_size),
+        "",
+        *ratios(by_size),
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {value} | {'yes' if met else 'no' if met is not None else '-'} |"
+            for name, value, met in targets(by_size)
+        ),
+    ]
+
+
+def _save(path: Path, meta: dict[str, Any], by_size: dict[str, Figures]) -> None:
+    sizes = {label: {n: f.runs for n, f in figures.items()} for label, figures in by_size.items()}
+    path.write_text(json.dumps({"meta": meta, "sizes": sizes}, indent=1), encoding="utf-8")
+
+
+def _load(path: Path) -> tuple[dict[str, Any], dict[str, Figures]]:
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    sizes = {
+        label: {n: Figure(runs) for n, runs in figures.items()}
+        for label, figures in saved["sizes"].items()
+    }
+    return saved["meta"], sizes
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10k,100k,1m", help="comma-separated: 10k, 100k, 1m")
@@ -430,9 +519,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
     parser.add_argument("--output", type=Path, help="write the table and targets here (Markdown)")
     parser.add_argument("--plot", type=Path, help="write a PNG of time against events here")
-    parser.add_argument("--json", type=Path, help="write every run's figures here")
     parser.add_argument(
-        "--replot", type=Path, metavar="JSON", help="only draw --plot from a --json file"
+        "--json", type=Path, help="write every run's figures here (after each size, as it goes)"
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: write --output and --plot from a file --json wrote",
     )
     args = parser.parse_args(argv)
     sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
@@ -441,54 +535,35 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown size {', '.join(unknown)} (sizes: {', '.join(SIZES)})")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    if args.replot:
-        if not args.plot:
-            parser.error("--replot needs --plot FILE")
-        saved = json.loads(args.replot.read_text(encoding="utf-8"))
-        plot(
-            {label: {n: Figure(runs) for n, runs in f.items()} for label, f in saved.items()},
-            args.plot,
-        )
-        return
-    postgres = args.database_url
-    if postgres is not None and not postgres.startswith("postgresql"):
-        parser.error("--database-url takes a postgresql:// URL (SQLite is the default)")
-    started = datetime.now(UTC)
-    say = lambda line: print(line, flush=True)  # noqa: E731
-    by_size: dict[str, Figures] = {}
-    with tempfile.TemporaryDirectory(prefix="tracker-bench-") as folder:
-        for label in sizes:
-            by_size[label] = measure(SIZES[label], postgres, args.runs, Path(folder), say)
-    database_name = "PostgreSQL" if postgres else "SQLite"
-    command_line = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = [
-        f"Measured {started:%Y-%m-%d %H:%M} UTC on {machine()}; database: {database_name}.",
-        f"Command: `{command_line}`; medians of {args.runs} runs (spread = slowest − fastest).",
-        "",
-        *table(by_size),
-        "",
-        "| target | measured | met |",
-        "|---|---|---|",
-        *(
-            f"| {name} | {value} | {'yes' if met else 'no' if met is not None else '-'} |"
-            for name, value, met in targets(by_size)
-        ),
-    ]
-    print("\n".join(report))
+    if args.from_json:
+        if not (args.output or args.plot):
+            parser.error("--from-json needs --output FILE and/or --plot FILE")
+        meta, by_size = _load(args.from_json)
+    else:
+        postgres = args.database_url
+        if postgres is not None and not postgres.startswith("postgresql"):
+            parser.error("--database-url takes a postgresql:// URL (SQLite is the default)")
+        command_line = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+        meta = {
+            "started": f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
+            "machine": machine(),
+            "database": "PostgreSQL" if postgres else "SQLite",
+            "command": command_line,
+            "runs": args.runs,
+        }
+        say = lambda line: print(line, flush=True)  # noqa: E731
+        by_size = {}
+        with tempfile.TemporaryDirectory(prefix="tracker-bench-") as folder:
+            for label in sizes:
+                by_size[label] = measure(SIZES[label], postgres, args.runs, Path(folder), say)
+                if args.json:
+                    _save(args.json, meta, by_size)
+    lines = report(meta, by_size)
+    print("\n".join(lines))
     if args.output:
-        args.output.write_text("\n".join(report) + "\n", encoding="utf-8")
+        args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
     if args.plot:
         plot(by_size, args.plot)
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    label: {n: f.runs for n, f in figures.items()}
-                    for label, figures in by_size.items()
-                }
-            ),
-            encoding="utf-8",
-        )
 
 
 if __name__ == "__main__":
