@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -830,3 +831,92 @@ def test_a_poll_whose_claim_was_taken_records_nothing_whatever_it_fetched(
         dropped = Recorder(tracker.store, lambda: later, "test").record(stale, start, "slow")
         assert dropped.outcome == "busy"
         assert (len(polled(tracker)), tracker.status().feeds) == before
+
+
+def _numbered_feed(number: int, items: int = 3) -> Reply:
+    entries = "".join(
+        f"<item><title>Story {number}-{n}</title><link>https://f{number}.example/{n}</link>"
+        f"<guid>https://f{number}.example/?p={n}</guid>"
+        f"<description>&lt;p&gt;Text {n} of feed {number}&lt;/p&gt;</description></item>"
+        for n in range(items)
+    )
+    body = f"<rss version='2.0'><channel><title>Feed {number}</title>{entries}</channel></rss>"
+    return Reply(200, body.encode(), {"Content-Type": "application/rss+xml"})
+
+
+def test_a_round_of_many_feeds_parses_them_in_worker_processes(
+    settings: Settings, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tracker.parsepool import ParsePool
+    from tracker.service import PARSE_PROCESSES_FROM
+
+    paths = [f"/f{n}.rss" for n in range(PARSE_PROCESSES_FROM)]
+    for n, path in enumerate(paths):
+        feed_server.routes[path] = _numbered_feed(n)
+    configure(settings, feed_server, *paths)
+    in_workers: list[str] = []
+    parse = ParsePool.parse
+
+    def counted(pool: ParsePool, body: bytes, headers: dict[str, str], url: str) -> object:
+        in_workers.append(url)
+        return parse(pool, body, headers, url)
+
+    monkeypatch.setattr(ParsePool, "parse", counted)
+    with Tracker(settings) as tracker:
+        results = tracker.poll()
+        assert [r.line() for r in results] == [f"f{n}: 3 new" for n in range(len(paths))]
+        titles = sorted(decode(e).title_text for e in polled(tracker))
+    assert len(in_workers) == len(paths)
+    assert titles == sorted(f"Story {n}-{i}" for n in range(len(paths)) for i in range(3))
+
+
+def test_ctrl_c_in_a_terminal_stops_a_round_parsing_in_worker_processes(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import clean_env
+
+    from tracker.service import PARSE_PROCESSES_FROM
+
+    paths = [f"/f{n}.rss" for n in range(PARSE_PROCESSES_FROM)]
+    for n, path in enumerate(paths):
+        feed_server.routes[path] = _numbered_feed(n)
+    feed_server.routes[paths[-1]] = Reply(200, b"<rss/>", delay_s=20)
+    configure(settings, feed_server, *paths)
+    env = {
+        **clean_env(),
+        "TRACKER_DATABASE_URL": settings.database_url,
+        "TRACKER_CONFIG": str(settings.config_path),
+    }
+    poll = subprocess.Popen(
+        [sys.executable, "-m", "tracker", "poll"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a shell gives a command
+    )
+    deadline = time.monotonic() + 20
+    while not feed_server.requests_to(paths[-1]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the other feeds parsed, in the workers
+    os.killpg(poll.pid, signal.SIGINT)  # what Ctrl-C does: the whole group
+    started = time.monotonic()
+    _, err = poll.communicate(timeout=30)
+    assert poll.returncode == 130 and err.strip() == "aborted"
+    assert time.monotonic() - started < 5
+    # No worker left behind (multiprocessing's resource tracker ends as its parent's pipe
+    # closes: a moment after).
+    deadline = time.monotonic() + 3
+    with pytest.raises(ProcessLookupError):
+        while time.monotonic() < deadline:
+            os.killpg(poll.pid, 0)
+            time.sleep(0.05)
+    feed_server.routes[paths[-1]] = _numbered_feed(len(paths) - 1)
+    with Tracker(settings) as tracker:
+        # What was recorded before the Ctrl-C stays; the rest is polled now, not held busy.
+        assert "busy" not in {r.outcome for r in tracker.poll(every=True)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +27,8 @@ from tracker.events import encode
 from tracker.events.feeds import GONE
 from tracker.eventstore import EventStore
 from tracker.fetch import Fetched, Fetcher, FetchFailed
-from tracker.parse import FeedParseError, parse_feed
+from tracker.parse import FeedParseError
+from tracker.parsepool import Parsed, parse_and_sight
 from tracker.pollstate import (
     FeedRow,
     claim,
@@ -112,8 +113,14 @@ class PollResult:
         }
 
 
-def fetch_feed(fetcher: Fetcher, feed: FeedConfig, state: FeedRow | None) -> Fetch:
-    """The network half of a poll; touches no database, so it can run in any thread."""
+def fetch_feed(
+    fetcher: Fetcher,
+    feed: FeedConfig,
+    state: FeedRow | None,
+    parse: Callable[[bytes, Mapping[str, str], str], Parsed] = parse_and_sight,
+) -> Fetch:
+    """The network half of a poll, and the parse; touches no database, so it can run in any
+    thread. `parse` may be a ParsePool's, to parse in another process."""
     url = state.url if state is not None else feed.url
     etag = state.etag if state is not None else None
     last_modified = state.last_modified if state is not None else None
@@ -127,12 +134,10 @@ def fetch_feed(fetcher: Fetcher, feed: FeedConfig, state: FeedRow | None) -> Fet
     if fetched.not_modified:
         return Fetch(feed, url, fetched, state=state)
     try:
-        parsed = parse_feed(fetched.body, fetched.headers, fetched.url)
+        parsed, seen = parse(fetched.body, fetched.headers, fetched.url)
     except FeedParseError as failure:
         return Fetch(feed, url, fetched, failure=failure, state=state)
-    return Fetch(
-        feed, url, fetched, parsed, sightings=tuple(sightings(parsed.entries)), state=state
-    )
+    return Fetch(feed, url, fetched, parsed, sightings=seen, state=state)
 
 
 def due_feeds(
@@ -178,16 +183,34 @@ def claim_feed_state(
 ) -> FeedRow | None:
     """As claim_feed, in the same transaction reading the feed's bookkeeping (for
     fetch_feed); None when the feed was not claimed."""
-    # A scheduler's jitter may fire a moment before the feed is due: that still counts, or the
-    # feed would wait a whole extra interval.
-    due_within = min(feed.interval * 0.3, timedelta(minutes=1)) if only_if_due else None
+    return claim_feeds(store, [feed], owner, now, hold, only_if_due)[feed.id]
+
+
+def claim_feeds(
+    store: EventStore,
+    feeds: Sequence[FeedConfig],
+    owner: str,
+    now: datetime,
+    hold: timedelta = CLAIM_HOLD,
+    only_if_due: bool = True,
+) -> dict[str, FeedRow | None]:
+    """As claim_feed_state for several feeds in one transaction: each feed's bookkeeping, or
+    None for a feed not claimed."""
+    claimed: dict[str, FeedRow | None] = {}
     with storage_errors(store.engine), store.engine.connect() as connection:
         connection = connection.execution_options(**WRITE)
         with connection.begin():
-            row = FeedRow.new(feed.id, feed.url)
-            if not claim(connection, row, owner, now, now + hold, due_within):
-                return None
-            return _state_for(feed, load_feed(connection, feed.id))
+            for feed in feeds:
+                # A scheduler's jitter may fire a moment before the feed is due: that still
+                # counts, or the feed would wait a whole extra interval.
+                due_within = min(feed.interval * 0.3, timedelta(minutes=1)) if only_if_due else None
+                row = FeedRow.new(feed.id, feed.url)
+                claimed[feed.id] = (
+                    _state_for(feed, load_feed(connection, feed.id))
+                    if claim(connection, row, owner, now, now + hold, due_within)
+                    else None
+                )
+    return claimed
 
 
 def release_claims(store: EventStore, feed_ids: Sequence[str], owner: str) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from tracker.fetch import Fetcher
     from tracker.history import ArticleHistory
     from tracker.polling import Fetch, PollResult, Recorder
+    from tracker.pollstate import FeedRow
     from tracker.projection import CatchUpReport, Progress
     from tracker.reading import Snapshot
     from tracker.rebuild import ReplayReport
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Fetches of different feeds run at once, up to this many.
 POLL_PARALLELISM = 8
+# A round of at least this many feeds parses them in worker processes, one per core (see
+# tracker.parsepool); a smaller one in its fetch threads, since starting the workers (some
+# 0.1 s each) would cost more than they save.
+PARSE_PROCESSES_FROM = 8
 
 
 @dataclass(frozen=True)
@@ -199,11 +204,15 @@ class Tracker:
 
         kinds = (defined.TYPE, removed.TYPE)  # type: ignore[attr-defined]
         # (stream version, its newest definition): a feed's stream holds health events too.
-        current: dict[str, tuple[int, Any]] = {}
-        for stream in self.store.stream_ids(prefix):
-            newest = self.store.last_event(stream, kinds)
-            if newest is not None:
-                current[stream] = (self.store.stream_version(stream), decode(newest))
+        # The streams are read in one go: a query or two per stream cost a poll round of 200
+        # feeds a tenth of a second.
+        versions: dict[str, int] = {}
+        newest: dict[str, RecordedEvent] = {}
+        for event in self.store.read_streams(self.store.stream_ids(prefix)):
+            versions[event.stream_id] = max(event.stream_version, versions.get(event.stream_id, 0))
+            if event.event_type in kinds:
+                newest[event.stream_id] = event  # read in position order: the last one wins
+        current = {stream: (versions[stream], decode(event)) for stream, event in newest.items()}
         changes = {f"{prefix}{key}": definition for key, definition in wanted.items()}
         for stream, (_, previous) in current.items():
             if stream not in changes and isinstance(previous, defined):
@@ -430,10 +439,11 @@ class Tracker:
         `catch_up_views` is false: the benchmarks time the two apart).
         """
         from tracker.fetch import Fetcher  # httpx and feedparser only when polling
+        from tracker.parsepool import ParsePool, cores, parse_and_sight
         from tracker.polling import (
             PollResult,
             Recorder,
-            claim_feed_state,
+            claim_feeds,
             due_feeds,
             fetch_feed,
             release_claims,
@@ -460,25 +470,36 @@ class Tracker:
         only_if_due = not (feed_ids or every)
         held: set[str] = set()  # claimed by this round and not yet recorded
         waiting = deque(feeds)
+        claimed: deque[tuple[FeedConfig, datetime, FeedRow]] = deque()  # not fetching yet
         fetching: dict[Future[Fetch], tuple[FeedConfig, datetime]] = {}
         results: dict[str, PollResult] = {}
         parallel = min(POLL_PARALLELISM, len(feeds))
+        parsers = ParsePool() if len(feeds) >= PARSE_PROCESSES_FROM and cores() > 1 else None
+        parse = parsers.parse if parsers is not None else parse_and_sight
 
         def fetch_more(pool: ThreadPoolExecutor) -> None:
-            # Claims are taken here, in this thread, just before each fetch: so a long round
-            # cannot outlive its claims, and the fetch threads never wait for the database's
+            # Claims are taken here, in this thread, a batch at a time just before the batch
+            # is fetched: so a long round cannot outlive its claims (a batch waits at most
+            # for the fetches before it), and the fetch threads never wait for the database's
             # write lock while this thread records.
-            while waiting and len(fetching) < parallel and not fetcher.cancelled:
-                feed = waiting.popleft()
-                started_at = self._now()
-                state = claim_feed_state(
-                    self.store, feed, owner, started_at, only_if_due=only_if_due
-                )
-                if state is None:
-                    results[feed.id] = PollResult(feed.id, "busy")
+            while len(fetching) < parallel and (claimed or waiting) and not fetcher.cancelled:
+                if not claimed:
+                    batch = [waiting.popleft() for _ in range(min(parallel, len(waiting)))]
+                    started_at = self._now()
+                    states = claim_feeds(
+                        self.store, batch, owner, started_at, only_if_due=only_if_due
+                    )
+                    for feed in batch:
+                        state = states[feed.id]
+                        if state is None:
+                            results[feed.id] = PollResult(feed.id, "busy")
+                        else:
+                            held.add(feed.id)
+                            claimed.append((feed, started_at, state))
                     continue
-                held.add(feed.id)
-                fetching[pool.submit(fetch_feed, fetcher, feed, state)] = (feed, started_at)
+                feed, started_at, state = claimed.popleft()
+                future = pool.submit(fetch_feed, fetcher, feed, state, parse)
+                fetching[future] = (feed, started_at)
 
         try:
             with ThreadPoolExecutor(max_workers=parallel) as pool:
@@ -494,12 +515,15 @@ class Tracker:
                             )
                             if recorded:
                                 held.discard(feed.id)
-                    for feed in waiting:  # not claimed: the fetcher was cancelled
+                    # Not fetched (the fetcher was cancelled): claims released below.
+                    for feed in [*(c[0] for c in claimed), *waiting]:
                         results[feed.id] = PollResult(feed.id, "busy")
                 except BaseException:
                     fetcher.cancel()  # Ctrl-C or a bug: stop the other fetches now
                     raise
         finally:
+            if parsers is not None:
+                parsers.close()
             if held:
                 release_claims(self.store, sorted(held), owner)
             if own_fetcher:
