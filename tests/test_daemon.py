@@ -198,3 +198,51 @@ def test_the_daemon_keeps_the_views_up_to_date_after_each_poll(
     finally:
         code, err, _ = stop(daemon)
     assert code == 0, err
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes (multiprocessing's spawned children) of a process, running."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = status.read_text().rsplit(")", 1)[1].split()[:2]
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(parent) == pid and state != "Z" and b"spawn_main" in cmdline:
+            found.append(int(status.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc for the daemon's children")
+def test_a_daemon_of_many_feeds_parses_in_worker_processes_and_ends_them(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    from tracker.parsepool import cores
+    from tracker.service import PARSE_PROCESSES_FROM
+
+    if cores() < 2:
+        pytest.skip("one core: the daemon parses in its own threads")
+    feed_ids = [f"feed{n}" for n in range(PARSE_PROCESSES_FROM)]
+    for feed_id in feed_ids:
+        feed_server.routes[f"/{feed_id}"] = Reply(200, rss(feed_id))
+    write_config(settings.config_path, feed_server, feed_ids, "1m")
+    daemon = start_daemon(settings)
+    workers: list[int] = []
+    try:
+        wait_for(lambda: all(feed_server.requests_to(f"/{f}") for f in feed_ids))
+        wait_for(lambda: bool(workers.extend(_workers(daemon.pid)) or workers))
+    finally:
+        code, err, took = stop(daemon)
+    assert code == 0, err
+    assert took < 5
+    assert not [pid for pid in workers if _running(pid)]
+    with Tracker(settings) as tracker:
+        assert len(polled(tracker)) == 2 * len(feed_ids)

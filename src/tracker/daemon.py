@@ -27,7 +27,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from tracker.config import Config, FeedConfig
 from tracker.errors import ConfigError, TrackerError
 from tracker.fetch import Fetcher
-from tracker.service import POLL_PARALLELISM, Tracker
+from tracker.parsepool import ParsePool, cores
+from tracker.service import PARSE_PROCESSES_FROM, POLL_PARALLELISM, Tracker
 
 log = logging.getLogger(__name__)
 # After SIGTERM, polls in flight get this long to finish and commit; fetches still running
@@ -51,6 +52,9 @@ class Daemon:
         self.stats = DaemonStats()
         self._parallelism = parallelism
         self._fetcher = Fetcher()
+        # Started at the first parse, and used while the daemon polls many feeds: at its start
+        # they are all due at once (see tracker.parsepool).
+        self._parsers = ParsePool()
         # A slow feed makes APScheduler warn at every interval that the job is still running;
         # that is max_instances=1 doing its work, not news.
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -102,7 +106,9 @@ class Daemon:
         with self._idle:
             self._in_flight += 1
         try:
-            result = self.tracker.poll_feed_if_due(feed, self.owner, self._fetcher)
+            many = len(self._feeds) >= PARSE_PROCESSES_FROM and cores() > 1
+            parsers = self._parsers if many else None
+            result = self.tracker.poll_feed_if_due(feed, self.owner, self._fetcher, parsers=parsers)
             if result is None:
                 return None
             self.stats.polls += 1
@@ -133,6 +139,7 @@ class Daemon:
 
     def close(self) -> None:
         self._fetcher.close()
+        self._parsers.close()
 
     def catch_up(self) -> None:
         """Bring the views up to the log. Polls finishing together ask once: one thread runs
@@ -184,6 +191,7 @@ class Daemon:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._fetcher.close()
+            self._parsers.close()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         # Only set flags here: the main loop does the work outside the signal handler.

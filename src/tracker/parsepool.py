@@ -6,10 +6,11 @@ it. A round of many feeds parses in a pool of processes, one per core, and sight
 there too (deciding.sightings: pure work as well). A round of a few feeds parses in its fetch
 threads: starting the workers would cost more than they save.
 
-The workers ignore SIGINT and SIGTERM: a Ctrl-C or a service manager's stop is the poller's to
-handle, and it lets the parses in flight finish. A pool that cannot start, or whose worker
-died, is given up for parsing in the calling thread, as without a pool: a poll never fails
-because of where it was parsed.
+The workers ignore SIGINT, SIGTERM and SIGHUP: a Ctrl-C or a service manager's stop is the
+poller's to handle, and it lets the parses in flight finish. A pool that cannot start, or whose
+worker died, is given up for parsing in the calling thread, as without a pool: a poll never
+fails because of where it was parsed. A daemon polling many feeds keeps one pool while it runs:
+at its start all its feeds are due at once.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ def cores() -> int:
 
 
 def _ignore_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # SIGHUP too: a daemon whose terminal closes carries on, and so do its workers.
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 class ParsePool:

@@ -26,6 +26,7 @@ from tracker.settings import Settings
 if TYPE_CHECKING:
     from tracker.fetch import Fetcher
     from tracker.history import ArticleHistory
+    from tracker.parsepool import ParsePool
     from tracker.polling import Fetch, PollResult, Recorder
     from tracker.pollstate import FeedRow
     from tracker.projection import CatchUpReport, Progress
@@ -546,13 +547,20 @@ class Tracker:
             return PollResult(fetched.feed.id, "failed", reason=f"not recorded: {error}"), False
 
     def poll_feed_if_due(
-        self, feed: FeedConfig, owner: str, fetcher: Fetcher, source: str = "tracker daemon"
+        self,
+        feed: FeedConfig,
+        owner: str,
+        fetcher: Fetcher,
+        source: str = "tracker daemon",
+        parsers: ParsePool | None = None,
     ) -> PollResult | None:
-        """Poll one feed if it is due and no other poller has it (the daemon's job).
+        """Poll one feed if it is due and no other poller has it (the daemon's job); with
+        `parsers`, parsed in their worker processes.
 
         None when it was not due, another daemon claimed it first, or the fetch was cancelled
         because the daemon is stopping (nothing is recorded then).
         """
+        from tracker.parsepool import parse_and_sight
         from tracker.polling import Recorder, claim_feed_state, fetch_feed, release_claims
 
         started_at = self._now()
@@ -561,7 +569,8 @@ class Tracker:
             return None
         recorded = False
         try:
-            fetched = fetch_feed(fetcher, feed, state)
+            parse = parsers.parse if parsers is not None else parse_and_sight
+            fetched = fetch_feed(fetcher, feed, state, parse)
             if fetched.cancelled:
                 return None
             result = Recorder(self.store, self._now, source).record(fetched, started_at, owner)
