@@ -217,6 +217,7 @@ def _poll_rounds(
     server = FeedServer()
     names = (
         "ours: poll round, 200 changed feeds",
+        "ours: CPU time of that round, parse workers included (their peak RSS)",
         "ours: catch-up after that round",
         "floor: feedparser parse of those feeds",
         "floor: insert of what that round recorded",
@@ -233,11 +234,13 @@ def _poll_rounds(
             server.write_round(bodies)
             polled = child("poll", url, str(config))
             figures[names[0]].runs.append(polled)
-            figures[names[1]].runs.append({"seconds": polled["catch_up_seconds"]})
-            figures[names[2]].runs.append(child("parse", str(bodies)))
+            cpu = {"seconds": polled["cpu_seconds"], "rss_mb": polled["workers_rss_mb"]}
+            figures[names[1]].runs.append(cpu)
+            figures[names[2]].runs.append({"seconds": polled["catch_up_seconds"]})
+            figures[names[3]].runs.append(child("parse", str(bodies)))
             raw = child("floor-insert", url, str(polled["first"]), str(polled["last"]))
-            figures[names[3]].runs.append(raw)
-            figures[names[4]].runs.append(child("poll", url, str(config)))
+            figures[names[4]].runs.append(raw)
+            figures[names[5]].runs.append(child("poll", url, str(config)))
             shutil.rmtree(bodies)
     finally:
         server.close()
@@ -410,6 +413,19 @@ RATIOS = (
 )
 
 
+POLL_ROUND = "ours: poll round, 200 changed feeds"
+POLL_CPU = "ours: CPU time of that round, parse workers included (their peak RSS)"
+POLL_PARSE = "floor: feedparser parse of those feeds"
+POLL_INSERT = "floor: insert of what that round recorded"
+
+
+def _sum(a: Figure | None, b: Figure | None) -> Figure | None:
+    """The run-by-run sum of two figures measured in the same rounds."""
+    if a is None or b is None or not a.runs or not b.runs:
+        return None
+    return Figure([{"seconds": x + y} for x, y in zip(a.seconds, b.seconds, strict=False)])
+
+
 def ratios(by_size: dict[str, Figures]) -> list[str]:
     labels = list(by_size)
     lines = ["| ratio | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
@@ -420,19 +436,17 @@ def ratios(by_size: dict[str, Figures]) -> list[str]:
             cells.append(f"{ratio:.2f}×" if ratio else "-")
         if any(cell != "-" for cell in cells):
             lines.append(f"| {what} | " + " | ".join(cells) + " |")
-    cells = []
-    for label in labels:
-        figures = by_size[label]
-        changed = figures.get("ours: poll round, 200 changed feeds")
-        parse = figures.get("floor: feedparser parse of those feeds")
-        raw = figures.get("floor: insert of what that round recorded")
-        ok = changed and parse and raw and changed.runs and parse.runs and raw.runs
-        cells.append(f"{changed.median / (parse.median + raw.median):.2f}×" if ok else "-")  # type: ignore[union-attr]
-    lines.append(
-        "| poll round of 200 changed feeds ÷ (feedparser + bare insert) | "
-        + " | ".join(cells)
-        + " |"
-    )
+    for what, name in (
+        ("poll round of 200 changed feeds ÷ (feedparser + bare insert)", POLL_ROUND),
+        ("that round's CPU time, every process ÷ (feedparser + bare insert)", POLL_CPU),
+    ):
+        cells = []
+        for label in labels:
+            figures = by_size[label]
+            budget = _sum(figures.get(POLL_PARSE), figures.get(POLL_INSERT))
+            ratio = _ratio(figures.get(name), budget)
+            cells.append(f"{ratio:.2f}×" if ratio else "-")
+        lines.append(f"| {what} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -301,9 +301,9 @@ def poll(url: str, config: str) -> Result:
 
     with Tracker(Settings(url, Path(config))) as tracker:
         first = tracker.head_position()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         results = tracker.poll(every=True, catch_up_views=False)
-        polled = time.perf_counter() - started
+        polled, polled_cpu = time.perf_counter() - started, time.process_time() - cpu_started
         started = time.perf_counter()
         tracker.catch_up()
         caught_up = time.perf_counter() - started
@@ -311,8 +311,13 @@ def poll(url: str, config: str) -> Result:
     outcomes: dict[str, int] = {}
     for result in results:
         outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+    # A round of many feeds parses in worker processes (tracker.parsepool): their CPU time and
+    # memory count too. They are reaped by now, when the tracker has closed.
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "seconds": polled,
+        "cpu_seconds": polled_cpu + workers.ru_utime + workers.ru_stime,
+        "workers_rss_mb": workers.ru_maxrss / 1024,
         "catch_up_seconds": caught_up,
         "first": first,
         "last": last,
