@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tracker.database import create_engine, insert_missing, upsert
-from tracker.views.writes import insert_missing_rows, insert_rows, upsert_rows
+from tracker.views.writes import COPY_FROM, insert_missing_rows, insert_rows, upsert_rows
 
 
 def _table(metadata: sa.MetaData, name: str) -> sa.Table:
@@ -118,3 +118,66 @@ def test_bulk_writes_on_both_databases(engine: sa.Engine) -> None:
     ]
     stored = found[0].at if found[0].at.tzinfo else found[0].at.replace(tzinfo=UTC)
     assert stored == moment
+
+
+def _varied(count: int, salt: str) -> list[dict[str, Any]]:
+    """Rows with every kind of value COPY has to carry: NULLs, tabs, newlines, backslashes,
+    quotes, accents, times in other zones, extreme floats and integers."""
+    texts = [
+        None,
+        "",
+        "plain",
+        "tab\there",
+        "new\nline",
+        "back\\slash",
+        "quote'\"",
+        "Nicolás",
+        "\\N",
+    ]
+    floats = [None, 0.0, -0.0, 1.5, 1e308, -2.2250738585072014e-308, 0.1 + 0.2]
+    found = []
+    for n in range(count):
+        zone = timezone(timedelta(hours=n % 7 - 3))
+        found.append(
+            {
+                "key": f"k{n % (count // 2)}",  # each key twice: the second row is a duplicate
+                "seq": n // (count // 2),
+                "text": (texts[n % len(texts)] or "") + salt if n % 5 else None,
+                "at": None
+                if n % 11 == 0
+                else datetime(2026, 1, 1, tzinfo=zone)
+                + timedelta(seconds=n * 3607, microseconds=n),
+                "flag": None if n % 13 == 0 else bool(n % 2),
+                "value": floats[n % len(floats)],
+                "big": None if n % 17 == 0 else (2**62 - n) * (-1) ** n,
+            }
+        )
+    return found
+
+
+def test_many_rows_are_stored_as_sqlalchemys_statements_store_them(engine: sa.Engine) -> None:
+    # Enough rows for PostgreSQL's COPY; duplicate keys for insert-missing, where the first
+    # of two rows with one key is kept.
+    first, second = _varied(2 * COPY_FROM, "1"), _varied(2 * COPY_FROM, "2")
+    duplicated = [{**row, "seq": 0} for row in first]  # each key twice, unlike each time
+    metadata = sa.MetaData()
+    ours = {how: _table(metadata, f"ours_{how}") for how in ("insert", "upsert", "missing")}
+    theirs = {how: _table(metadata, f"theirs_{how}") for how in ("insert", "upsert", "missing")}
+    keys = ("key", "seq")
+    with engine.begin() as connection:
+        metadata.create_all(connection)
+        insert_rows(connection, ours["insert"], first)
+        connection.execute(sa.insert(theirs["insert"]), first)
+        for batch in (first, second):
+            upsert_rows(connection, ours["upsert"], batch, keys)
+            upsert(connection, theirs["upsert"], batch, keys)
+        for batch in (duplicated, second):
+            insert_missing_rows(connection, ours["missing"], batch)
+            insert_missing(connection, theirs["missing"], batch)
+        for how in ("insert", "upsert", "missing"):
+            mine, reference = ours[how], theirs[how]
+            assert connection.execute(sa.select(mine).order_by(*mine.c)).all() == (
+                connection.execute(sa.select(reference).order_by(*reference.c)).all()
+            )
+        stored = connection.execute(sa.select(ours["missing"]).order_by(*ours["missing"].c))
+        assert len(stored.all()) == 2 * COPY_FROM  # every key once: the duplicates left out

@@ -1,11 +1,15 @@
 """Writing many view rows at once: the projectors' inserts and upserts.
 
-A replay writes tens of thousands of rows per batch. Through SQLAlchemy, each row of an
-executemany is turned from a dict into parameters by Python code of its own, which cost more
-than SQLite took to store it (issue 5). On SQLite the statement is therefore compiled once, by
-SQLAlchemy, and its rows go to the driver as tuples, converted by the same type processors that
-SQLAlchemy would apply (times to text, booleans to integers); the rows stored are the same.
-PostgreSQL keeps SQLAlchemy's path, which sends many rows per statement.
+A replay writes tens of thousands of rows per batch, and through SQLAlchemy each row of an
+executemany is turned into parameters by Python code of its own, which cost more than the
+database took to store it (issue 5).
+
+On SQLite the statement is compiled once, by SQLAlchemy, and its rows go to the driver as
+tuples, converted by the same type processors that SQLAlchemy would apply (times to text,
+booleans to integers). On PostgreSQL many rows go by COPY: straight into the table when they
+are all new, else into a temporary table from which one INSERT ... SELECT inserts or updates
+them; a few rows keep SQLAlchemy's statements, which cost less than staging them. Either way
+the rows stored are the same.
 """
 
 from __future__ import annotations
@@ -44,10 +48,17 @@ def insert_missing_rows(connection: sa.Connection, table: sa.Table, rows: Sequen
     _write(connection, table, rows, INSERT_MISSING, ())
 
 
+# Rows from which COPY beats one multi-row statement on PostgreSQL, staging table and all.
+COPY_FROM = 64
+
+
 def _write(
     connection: sa.Connection, table: sa.Table, rows: Sequence[Row], how: str, keys: tuple[str, ...]
 ) -> None:
     if not rows:
+        return
+    if connection.dialect.name == "postgresql" and len(rows) >= COPY_FROM:
+        _copy(connection, table, rows, how, keys)
         return
     if connection.dialect.name != "sqlite":
         if how == UPSERT:
@@ -59,6 +70,42 @@ def _write(
         return
     prepared = _prepared(connection.dialect, table, how, keys)
     connection.exec_driver_sql(prepared.sql, [prepared.parameters(row) for row in rows])
+
+
+def _copy(
+    connection: sa.Connection, table: sa.Table, rows: Sequence[Row], how: str, keys: tuple[str, ...]
+) -> None:
+    quote = connection.dialect.identifier_preparer.quote
+    columns = [column.name for column in table.columns]
+    names = ", ".join(quote(name) for name in columns)
+    values = itemgetter(*columns)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    target = quote(table.name)
+    if how == INSERT:
+        with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(values(row))
+        return
+    stage = quote(f"stage_{table.name}")
+    # Numbered as they come, so that they are inserted in order: of two rows with one key, the
+    # first is kept (DO NOTHING), as with one statement of many rows.
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {stage} (LIKE {target}, stage_order bigserial) ON COMMIT DROP"
+    )
+    with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(values(row))
+    if how == UPSERT:
+        updates = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in columns if n not in keys)
+        action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        conflict = f"ON CONFLICT ({', '.join(quote(key) for key in keys)}) {action}"
+    else:
+        conflict = "ON CONFLICT DO NOTHING"
+    cursor.execute(
+        f"INSERT INTO {target} ({names}) SELECT {names} FROM {stage} ORDER BY stage_order "
+        f"{conflict}"
+    )
+    cursor.execute(f"DROP TABLE {stage}")
 
 
 @dataclass(frozen=True)
