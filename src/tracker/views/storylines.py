@@ -116,6 +116,10 @@ def _rules_text(typed: StorylineDefined) -> str:
     )
 
 
+# json.dumps(..., ensure_ascii=False) builds an encoder at every call; this is the same one.
+_terms_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def membership(
     found: Match | None, action: str | None, curation_position: int | None
 ) -> dict[str, Any] | None:
@@ -123,7 +127,7 @@ def membership(
     what the rules matched in its text (None when they did not, or its text is unknown)."""
     if action == EXCLUDE:
         return None
-    terms = json.dumps(list(found.terms) if found else [], ensure_ascii=False)
+    terms = _terms_json(list(found.terms) if found else [])
     if action == INCLUDE:
         return {"matched_by": BY_CURATION, "terms": terms, "curation_position": curation_position}
     if found is None:
