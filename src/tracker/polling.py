@@ -221,11 +221,6 @@ def release_claims(store: EventStore, feed_ids: Sequence[str], owner: str) -> No
                 release(connection, feed_id, owner)
 
 
-def current_state(store: EventStore, feed: FeedConfig) -> FeedRow:
-    with storage_errors(store.engine), store.engine.connect() as connection:
-        return _state_for(feed, load_feed(connection, feed.id))
-
-
 def _state_for(feed: FeedConfig, state: FeedRow | None) -> FeedRow:
     return FeedRow.new(feed.id, feed.url) if state is None else state.for_config(feed.url)
 
@@ -258,7 +253,8 @@ class Recorder:
         outcome = self._outcome(fetch)
         if owner is not None and fetch.state is not None and fetch.parsed is None:
             # No entries to decide on: unless the feed's health changed, nothing goes in the
-            # log, and the poll writes its bookkeeping without the log's lock.
+            # log, and the poll writes its bookkeeping without taking the log's lock (on
+            # PostgreSQL other pollers append meanwhile; SQLite has one write lock for all).
             quiet = self._record_quietly(fetch, outcome, started_at, owner)
             if quiet is not None:
                 return quiet
@@ -316,8 +312,9 @@ class Recorder:
     def _record_quietly(
         self, fetch: Fetch, outcome: PollOutcome, started_at: datetime | None, owner: str
     ) -> PollResult | None:
-        """Record a poll with no entries whose feed's health stays as it was: one statement,
-        no lock on the log. None if the health changed (the poll has an event to record)."""
+        """Record a poll with no entries whose feed's health stays as it was: one conditional
+        UPDATE of its bookkeeping. None if the health changed (the poll has an event to
+        record)."""
         assert fetch.state is not None
         feed = fetch.feed
         state = _state_for(feed, fetch.state)
