@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 
 PERSON = "person"
 PLACE = "place"
@@ -183,10 +184,7 @@ def _full_name(name: str, people: dict[str, list[tuple[tuple[str, ...], str]]]) 
 def _mentions(text: str) -> list[tuple[str, str]]:
     """(name, kind) for each run of capitalised words in `text`, in reading order. The runs are
     found by one pattern over the whole text."""
-    found: list[tuple[str, str]] = []
-    for run in _RUN.findall(text):
-        found.extend(_run_mentions(run))
-    return found
+    return list(chain.from_iterable(map(_run_mentions, _RUN.findall(text))))
 
 
 # The same runs recur from article to article ("The", "President Nicolás Maduro", "Guyana's"):
