@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -751,6 +752,37 @@ def test_feed_titles_and_urls_are_recorded_when_new_changed_or_removed(settings:
         FeedDefined("upi-top", "UPI", "https://rss.upi.com/news/news.rss"),
         FeedRemoved("thehill-news"),
     ]
+
+
+def test_definitions_another_process_records_meanwhile_are_not_recorded_twice(
+    settings: Settings,
+) -> None:
+    from tracker.events import encode
+    from tracker.events.feeds import FeedDefined
+    from tracker.eventstore import EventStore
+    from tracker.records import RecordedEvent
+
+    class Racing(EventStore):
+        """Another process records upi-top's definition just after this one read the log."""
+
+        def read_streams(
+            self, stream_ids: Sequence[str], until_position: int | None = None
+        ) -> list[RecordedEvent]:
+            found = super().read_streams(stream_ids, until_position)
+            defined = FeedDefined("upi-top", "UPI", "https://rss.upi.com/news/news.rss")
+            self.append("feed-upi-top", [encode(defined, {"source": "other"})], 0)
+            return found
+
+    settings.config_path.write_text(
+        "feeds:\n"
+        "  - {id: upi-top, title: UPI, url: 'https://rss.upi.com/news/news.rss'}\n"
+        "  - {id: thehill-news, url: 'https://thehill.com/news/feed/'}\n"
+    )
+    with Tracker.open(settings) as tracker:
+        tracker._store = Racing(tracker.engine)
+        assert tracker.record_feeds(tracker.check_config()) == ["thehill-news"]
+        streams = [e.stream_id for e in tracker.events()]
+    assert sorted(streams) == ["feed-thehill-news", "feed-upi-top"]
 
 
 def test_a_poll_with_nothing_to_record_writes_its_bookkeeping_without_the_logs_lock(

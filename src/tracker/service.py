@@ -204,34 +204,42 @@ class Tracker:
         from tracker.events import decode, encode
 
         kinds = (defined.TYPE, removed.TYPE)  # type: ignore[attr-defined]
-        # (stream version, its newest definition): a feed's stream holds health events too.
-        # The streams are read in one go: a query or two per stream cost a poll round of 200
-        # feeds a tenth of a second.
+        # Each stream's version and newest definition (a feed's stream holds health events
+        # too), all read in one go: a query or two per stream cost a poll round of 200 feeds a
+        # tenth of a second.
         versions: dict[str, int] = {}
         newest: dict[str, RecordedEvent] = {}
         for event in self.store.read_streams(self.store.stream_ids(prefix)):
             versions[event.stream_id] = max(event.stream_version, versions.get(event.stream_id, 0))
             if event.event_type in kinds:
                 newest[event.stream_id] = event  # read in position order: the last one wins
-        current = {stream: (versions[stream], decode(event)) for stream, event in newest.items()}
+        current = {stream: decode(event) for stream, event in newest.items()}
         changes = {f"{prefix}{key}": definition for key, definition in wanted.items()}
-        for stream, (_, previous) in current.items():
+        for stream, previous in current.items():
             if stream not in changes and isinstance(previous, defined):
                 changes[stream] = removed(stream.removeprefix(prefix))
-        recorded = []
         metadata = {"source": source, "config": str(config.path)}
-        for stream, change in changes.items():
-            version, previous = current.get(stream, (None, None))
-            if previous == change:
-                continue
-            if version is None:
-                version = self.store.stream_version(stream)  # a feed polled, never defined
-            try:
-                self.store.append(stream, [encode(change, metadata)], version)
-            except ConcurrencyError:
-                continue  # the stream moved since we looked: another process recorded first
-            recorded.append(stream.removeprefix(prefix))
-        return sorted(recorded)
+        due = [
+            (stream, encode(change, metadata), versions.get(stream, 0))
+            for stream, change in changes.items()
+            if current.get(stream) != change
+        ]
+        try:
+            # All in one transaction, as a poll's events are.
+            with self.store.session() as session:
+                for stream, definition, version in due:
+                    session.append(stream, [definition], version)
+            recorded = [stream for stream, _, _ in due]
+        except ConcurrencyError:
+            # Another process recorded some of them since we looked: the others one by one.
+            recorded = []
+            for stream, definition, version in due:
+                try:
+                    self.store.append(stream, [definition], version)
+                except ConcurrencyError:
+                    continue  # the stream moved: the other process recorded first
+                recorded.append(stream)
+        return sorted(stream.removeprefix(prefix) for stream in recorded)
 
     # -- views -----------------------------------------------------------------------------
 
