@@ -196,8 +196,11 @@ def measure(
         record("peer: eventsourcing read", lambda n: child("peer-read", url, "0"))
         record("floor: insert (sqlite3 executemany / COPY)", lambda n: child("floor-insert", url))
         record("floor: scan and decode", lambda n: child("floor-scan", url))
-        record("ours: replay", lambda n: child("replay", url))
-        record("ours: catch-up", lambda n: child("catch-up", url))
+        # Replay and catch-up taken in turns, so that a burst of load elsewhere on the machine
+        # falls on both rather than on one of the two being compared.
+        turns = [(child("replay", url), child("catch-up", url)) for _ in range(runs)]
+        record("ours: replay", lambda n: turns[n][0])
+        record("ours: catch-up", lambda n: turns[n][1])
         record("ours: verify", lambda n: child("verify", url))
         record("ours: tracker --version", lambda n: command(["--version"], url), runs + 2)
         for args in READ_COMMANDS.values():
