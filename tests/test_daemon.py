@@ -201,7 +201,7 @@ def test_the_daemon_keeps_the_views_up_to_date_after_each_poll(
 
 
 def _workers(pid: int) -> list[int]:
-    """The worker processes (multiprocessing's spawned children) of a process, running."""
+    """The parsing workers (tracker.parsepool) of a process, running."""
     found = []
     for status in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -209,7 +209,7 @@ def _workers(pid: int) -> list[int]:
             cmdline = (status.parent / "cmdline").read_bytes()
         except (OSError, ValueError):
             continue
-        if int(parent) == pid and state != "Z" and b"spawn_main" in cmdline:
+        if int(parent) == pid and state != "Z" and b"tracker.parsepool" in cmdline:
             found.append(int(status.parent.name))
     return found
 
