@@ -95,3 +95,24 @@ def test_a_closed_pool_ends_its_workers_and_parses_in_the_calling_thread() -> No
     assert parsers.parse(body, HEADERS, "https://x/") == parse_and_sight(
         body, HEADERS, "https://x/"
     )
+
+
+def test_a_worker_answers_each_request_in_turn_until_its_input_ends() -> None:
+    import io
+    import pickle
+
+    from tracker.parsepool import serve
+
+    body = (FEEDS / "upi-top.rss").read_bytes()
+    requests = io.BytesIO()
+    for request in ((body, HEADERS, "https://x/"), (BOMB, HEADERS, "https://x/bomb")):
+        pickle.dump(request, requests)
+    requests.seek(0)
+    answers = io.BytesIO()
+    serve(requests, answers)
+    answers.seek(0)
+    assert pickle.load(answers) == (True, parse_and_sight(body, HEADERS, "https://x/"))
+    ok, refusal = pickle.load(answers)
+    assert not ok and isinstance(refusal, FeedParseError)
+    with pytest.raises(EOFError):
+        pickle.load(answers)

@@ -173,11 +173,12 @@ class ParsePool:
 
 
 def serve(requests: BinaryIO | None = None, answers: BinaryIO | None = None) -> None:
-    """A worker's loop: parse each request read from stdin, answer on stdout, until EOF."""
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    """A worker's loop: parse each request read from stdin, answer on stdout, until EOF.
+    (Given streams, it serves those, in the calling process, as it is.)"""
     if requests is None or answers is None:
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
         # The answers get stdout's pipe to themselves: anything printed goes to stderr.
         requests = sys.stdin.buffer
         answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
