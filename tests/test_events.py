@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracker.events import decode, encode
+from tracker.events import decode, encode, payload_of
 from tracker.events.articles import ArticlePublished, ArticleRevised, ArticleSeenInFeed
 from tracker.events.feeds import FeedFailing, FeedGone, FeedMoved, FeedRecovered
 from tracker.eventstore import EventStore
@@ -77,6 +77,23 @@ def test_every_typed_event_survives_the_store(store: EventStore, event: Any) -> 
     (recorded,) = store.read_all(result.positions[0] - 1, limit=1)
     assert recorded.event_type == event.TYPE and recorded.schema_version == event.VERSION
     assert decode(recorded) == event
+
+
+@given(event=EVENTS)
+def test_a_payload_is_what_asdict_gives(event: Any) -> None:
+    assert payload_of(event) == dataclasses.asdict(event)
+
+
+def test_a_payload_with_a_nested_value_is_copied_deep() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Nested:
+        inner: dict[str, list[int]]
+        pairs: tuple[tuple[str, str], ...]
+
+    event = Nested({"a": [1]}, (("x", "y"),))
+    payload = payload_of(event)
+    assert payload == dataclasses.asdict(event)
+    assert payload["inner"] is not event.inner
 
 
 def test_an_old_payload_is_upcast_on_read(store: EventStore) -> None:

@@ -50,9 +50,24 @@ def upcaster(
     return register
 
 
+_SCALARS = (str, int, float, type(None))
+
+
+def payload_of(event: Any) -> dict[str, Any]:
+    """An event's fields as its payload: what dataclasses.asdict gives, without its deep copy
+    (a fifth of a poll's recording time) where every field is a scalar or a tuple of them."""
+    payload = {name: getattr(event, name) for name in _field_names(type(event))}  # type: ignore[arg-type]
+    for value in payload.values():
+        if not isinstance(value, _SCALARS) and not (
+            type(value) is tuple and all(isinstance(item, _SCALARS) for item in value)
+        ):
+            return dataclasses.asdict(event)
+    return payload
+
+
 def encode(event: Any, metadata: Mapping[str, Any] | None = None, event_id: Any = None) -> NewEvent:
     """A typed event as the store takes it."""
-    payload = dataclasses.asdict(event)
+    payload = payload_of(event)
     return NewEvent(
         event.TYPE,
         payload,
