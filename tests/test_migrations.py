@@ -44,8 +44,16 @@ def test_upgrade_from_empty_to_head_then_downgrade_to_empty(database_url: str) -
 
 
 def test_the_migrated_schema_matches_the_tables_the_code_uses(engine: sa.Engine) -> None:
+    def on_this_database(
+        item: object, name: str, kind: str, reflected: bool, other: object
+    ) -> bool:
+        # An index made on one database only (schema.stream_heads) is not missed on another.
+        only_on = getattr(item, "info", {}).get("only_on")
+        return only_on in (None, engine.dialect.name)
+
     with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+        context = MigrationContext.configure(connection, opts={"include_object": on_this_database})
+        differences = compare_metadata(context, metadata)
     assert differences == []
 
 

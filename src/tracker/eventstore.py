@@ -491,19 +491,21 @@ class EventStore:
     def stream_ids(self, prefix: str) -> list[str]:
         """The ids of the streams whose id starts with `prefix` (case counts).
 
-        Asked at every poll round, so it must not scan the log. SQLite compares text byte by
-        byte, so the prefix is a range of the (stream, version) index (its LIKE would scan,
-        and ignore case). PostgreSQL's LIKE uses that index when the database's collation is
-        C; under a locale such as en_US it scans (and a range would be wrong there:
-        punctuation is ignored when comparing)."""
+        Asked at every poll round, so it must not read the log: the prefix is a range of an
+        index ordered byte by byte, the (stream_id, stream_version) index on SQLite and the
+        index of stream heads on PostgreSQL (schema.stream_heads). Only a prefix ending in the
+        last code points (none of ours) falls back to a LIKE, which reads the log."""
         if not prefix:
             raise ValueError("a prefix is needed")
         stream_id = events.c.stream_id
         matches = stream_id.startswith(prefix, autoescape=True)
-        if self._engine.dialect.name == "sqlite" and prefix[-1] < "\ud7ff":
-            matches = sa.and_(
-                stream_id >= prefix, stream_id < prefix[:-1] + chr(ord(prefix[-1]) + 1)
-            )
+        if prefix[-1] < "\ud7ff":
+            end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            if self._engine.dialect.name == "postgresql":
+                # The byte-order operators of text_pattern_ops, which that index serves.
+                matches = sa.and_(stream_id.op("~>=~")(prefix), stream_id.op("~<~")(end))
+            else:
+                matches = sa.and_(stream_id >= prefix, stream_id < end)
         query = (
             sa.select(stream_id)
             .where(matches)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # Alembic head this code was written against; tests check it matches alembic/versions.
-SCHEMA_REVISION = "0003_projections"
+SCHEMA_REVISION = "0004_stream_heads"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -44,6 +44,18 @@ events = sa.Table(
     sa.UniqueConstraint("stream_id", "stream_version"),
     sa.Index(None, "recorded_at"),
 )
+
+# PostgreSQL: each stream's first event by stream id in byte order, so that the streams of a
+# prefix (feed-, storyline-: asked at every poll round) are found without reading the log,
+# whatever the database's collation. SQLite needs none: it compares text byte by byte, so a
+# prefix is already a range of the (stream_id, stream_version) index.
+stream_heads = sa.Index(
+    "ix_events_stream_heads",
+    events.c.stream_id,
+    postgresql_ops={"stream_id": "text_pattern_ops"},
+    postgresql_where=events.c.stream_version == 1,
+    info={"only_on": "postgresql"},
+).ddl_if(dialect="postgresql")
 
 # -- Operational state of the poller: bookkeeping, not history. Losing it costs refetches and
 # rebuilding from the log, never an event: everything that happened is in `events`.
