@@ -10,11 +10,11 @@ keeps its workers while it runs: at its start all its feeds are due at once.
 A worker is `python -c` running `serve` below: it imports only what parsing needs (about 0.1 s;
 multiprocessing's spawned workers also re-import the poller's main module, 0.25 s more each)
 and answers one request at a time over its stdin and stdout, so each fetch thread talks to
-the worker it holds with no thread in between. It ignores SIGINT, SIGTERM and SIGHUP: a Ctrl-C
-or a service manager's stop is the poller's to handle. It ends when its stdin closes, whether
-the poller closed the pool or died. A worker that cannot start or that dies is given up with
-the rest of the pool, and parsing goes on in the calling thread, as without a pool: a poll
-never fails because of where it was parsed.
+the worker it holds with no thread in between. It runs in a session of its own and ignores
+SIGINT, SIGTERM and SIGHUP: a Ctrl-C or a service manager's stop is the poller's to handle.
+It ends when its stdin closes, whether the poller closed the pool or died. A worker that
+cannot start or that dies is given up with the rest of the pool, and parsing goes on in the
+calling thread, as without a pool: a poll never fails because of where it was parsed.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ class _Worker:
             [sys.executable, "-c", program, *sys.path],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            # A session of its own: a Ctrl-C or a closed terminal signals the poller's process
+            # group, never a worker, not even one still importing (it would print a traceback).
+            start_new_session=True,
         )
 
     def ask(self, request: tuple[bytes, dict[str, str], str]) -> tuple[bool, Any]:
