@@ -463,31 +463,44 @@ def machine() -> str:
     )
 
 
-def plot(by_size: dict[str, Figures], path: Path) -> None:
+PLOTTED = (
+    ("ours: replay", "o"),
+    ("floor: scan and decode", "s"),
+    ("ours: tracker story essequibo", "^"),
+    ("ours: tracker --version", "v"),
+)
+
+
+def plot(runs: dict[str, dict[str, Figures]], path: Path) -> None:
+    """Time against events for replay and story, beside their floors; one line style per
+    database when there are several (`runs`: database name to figures by size)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    events = [
-        int(figures["ours: append, one transaction per poll"].runs[0]["events"])
-        for figures in by_size.values()
-    ]
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for name, style in (
-        ("ours: replay", "o-"),
-        ("floor: scan and decode", "s--"),
-        ("ours: tracker story essequibo", "^-"),
-        ("ours: tracker --version", "v:"),
-    ):
-        axis.plot(events, [f[name].median for f in by_size.values()], style, label=name)
+    figure, axis = plt.subplots(figsize=(8, 5))
+    styles = ("-", "--", ":")
+    for (database, by_size), line in zip(runs.items(), styles, strict=False):
+        events = [
+            int(figures["ours: append, one transaction per poll"].runs[0]["events"])
+            for figures in by_size.values()
+        ]
+        for number, (name, marker) in enumerate(PLOTTED):
+            axis.plot(
+                events,
+                [figures[name].median for figures in by_size.values()],
+                marker + line,
+                color=f"C{number}",
+                label=f"{database}: {name}" if len(runs) > 1 else name,
+            )
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("events in the log")
     axis.set_ylabel("seconds (median)")
     axis.set_title("tracker: time against events in the log")
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend()
+    axis.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
@@ -542,8 +555,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--from-json",
         type=Path,
+        action="append",
         metavar="JSON",
-        help="measure nothing: write --output and --plot from a file --json wrote",
+        help="measure nothing: write --output and --plot from a file --json wrote; given "
+        "twice (a SQLite run and a PostgreSQL one), the plot shows both and --output the first",
     )
     args = parser.parse_args(argv)
     sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
@@ -555,7 +570,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.from_json:
         if not (args.output or args.plot):
             parser.error("--from-json needs --output FILE and/or --plot FILE")
-        meta, by_size = _load(args.from_json)
+        loaded = [_load(path) for path in args.from_json]
+        meta, by_size = loaded[0]
+        plotted = {saved_meta["database"]: sizes for saved_meta, sizes in loaded}
     else:
         postgres = args.database_url
         if postgres is not None and not postgres.startswith("postgresql"):
@@ -580,7 +597,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.output:
         args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
     if args.plot:
-        plot(by_size, args.plot)
+        plot(plotted if args.from_json else {meta["database"]: by_size}, args.plot)
 
 
 if __name__ == "__main__":
