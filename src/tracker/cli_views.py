@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,8 +20,9 @@ from tracker.cli import (
     database_url_option,
     json_option,
 )
-from tracker.render import article_lines, status_lines, stories_lines, story_lines
+from tracker.render import TIMELINE_ROWS, article_lines, status_lines, stories_lines, story_lines
 from tracker.service import Tracker
+from tracker.stories import newest_only
 from tracker.terminal import printable
 
 
@@ -117,7 +119,9 @@ def story(
             for line in tracker.curate(storyline_id, include, exclude, reset):
                 click.echo(printable(line), err=True)
             tracker.catch_up()
-        found = tracker.story(storyline_id, as_of, as_of_position)
+        # The terminal shows a storyline's newest articles only, so only those are read.
+        with nullcontext() if as_json else newest_only(TIMELINE_ROWS):
+            found = tracker.story(storyline_id, as_of, as_of_position)
         if as_of_position is not None and as_of_position > found.position:
             click.echo(
                 f"note: position {as_of_position} is past the end of the log "
@@ -367,7 +371,7 @@ def demo(database: str) -> None:
 
     path = Path(database)
     result = sample.run(path, say=lambda line: click.echo(printable(line)))
-    with _tracker(result.database_url) as tracker:
+    with _tracker(result.database_url) as tracker, newest_only(TIMELINE_ROWS):
         found = tracker.story("essequibo")
     click.echo("")
     click.echo("$ tracker story essequibo")

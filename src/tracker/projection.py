@@ -53,6 +53,19 @@ Progress = Callable[[int], None]  # called with the number of events applied sin
 
 
 @dataclass(frozen=True)
+class NamedIndex:
+    """An index named for what it serves (the name of one made of many columns would pass
+    PostgreSQL's 63 characters)."""
+
+    name: str
+    columns: tuple[str, ...]
+    # Only the rows that meet this SQL condition on the table's own columns are indexed: small
+    # where the rows a reader wants are few. A query uses it only when its WHERE states the
+    # same condition, literally.
+    where: str | None = None
+
+
+@dataclass(frozen=True)
 class ViewTable:
     """One table of a view, independent of its generation: made afresh for each one."""
 
@@ -60,6 +73,10 @@ class ViewTable:
     columns: Callable[[], list[sa.Column[Any]]]
     primary_key: tuple[str, ...]
     indexes: tuple[tuple[str, ...], ...] = ()
+    named_indexes: tuple[NamedIndex, ...] = ()
+    # Stored in primary-key order on SQLite (WITHOUT ROWID): one key's rows are found
+    # together, with no second lookup into the table. For tables of small rows.
+    clustered: bool = False
 
     def build(self, metadata: sa.MetaData, generation: int) -> sa.Table:
         physical = physical_name(self.name, generation)
@@ -69,7 +86,18 @@ class ViewTable:
             *self.columns(),
             sa.PrimaryKeyConstraint(*self.primary_key, name=f"pk_{physical}"),
             *(sa.Index(f"ix_{physical}_{'_'.join(cols)}", *cols) for cols in self.indexes),
+            *(
+                sa.Index(f"ix_{physical}_{index.name}", *index.columns, **_where(index.where))
+                for index in self.named_indexes
+            ),
+            sqlite_with_rowid=not self.clustered,
         )
+
+
+def _where(condition: str | None) -> dict[str, Any]:
+    if condition is None:
+        return {}
+    return {"sqlite_where": sa.text(condition), "postgresql_where": sa.text(condition)}
 
 
 def physical_name(name: str, generation: int) -> str:
@@ -119,13 +147,19 @@ _IN_CHUNK = 500
 
 
 def rows_by(
-    connection: sa.Connection, table: sa.Table, column: str, keys: Iterable[Any]
+    connection: sa.Connection,
+    table: sa.Table,
+    column: str,
+    keys: Iterable[Any],
+    columns: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """The rows whose `column` is one of `keys`, as dicts a projector can change."""
+    """The rows whose `column` is one of `keys`, as dicts a projector can change: every
+    column, or only `columns`."""
     wanted = sorted(set(keys))
+    chosen = [table.c[name] for name in columns] if columns else [table]
     found: list[dict[str, Any]] = []
     for start in range(0, len(wanted), _IN_CHUNK):
-        query = sa.select(table).where(table.c[column].in_(wanted[start : start + _IN_CHUNK]))
+        query = sa.select(*chosen).where(table.c[column].in_(wanted[start : start + _IN_CHUNK]))
         found.extend(dict(row._mapping) for row in connection.execute(query))
     return found
 

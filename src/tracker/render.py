@@ -44,10 +44,10 @@ def story_lines(story: Story) -> list[str]:
     elif story.position < story.head:
         header += f", as of log position {story.position} of {story.head}"
     lines = [header, "=" * min(len(header), WIDTH)]
-    if not story.articles:
+    if not story.article_count:
         return [*lines, "No articles yet."]
     span = (
-        f"{len(story.articles)} articles published {_day(story.first_seen)} to "
+        f"{story.article_count} articles published {_day(story.first_seen)} to "
         f"{_day(story.last_published)}, from {len(story.sources)} source(s)"
     )
     if story.last_updated != story.last_published:
@@ -77,8 +77,8 @@ def story_lines(story: Story) -> list[str]:
             lines += _wrapped(f"- {change.label} ({change.mentions} mentions): {steps}", "")
     lines += ["", "Timeline"]
     shown = story.articles[-TIMELINE_ROWS:]
-    if len(story.articles) > len(shown):
-        lines.append(f"  ... {len(story.articles) - len(shown)} earlier articles")
+    if story.article_count > len(shown):
+        lines.append(f"  ... {story.article_count - len(shown)} earlier articles")
     for article in shown:
         mark = f"  [revised {article.revisions}x]" if article.revisions else ""
         pinned = "  [pinned]" if article.matched_by == "curation" else ""

@@ -3,13 +3,20 @@
 Every query of one answer runs in one snapshot of the views (tracker.reading.read_views),
 so a replay swapping the tables meanwhile is seen entirely or not at all. The same functions
 read the views of the past that time travel builds in memory.
+
+What the terminal shows costs the same however long a storyline grows (issue 5): its span and
+sources come from indexes and per-feed counts the storylines view keeps, its timeline and
+summary from its newest articles only, its figure changes and names from grouped queries.
+Only `--json`, which lists every member and every figure, reads them all.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -26,6 +33,21 @@ from tracker.summary import RECENT_ARTICLES, SourceText, summarise
 
 KEY_FIGURE_GROUPS = 5
 TOP_ENTITIES = 12
+# How many of its newest articles a story read for the terminal carries; None: every member
+# and every figure, as `--json` documents. Set by `newest_only`, around the facade's call.
+_NEWEST: ContextVar[int | None] = ContextVar("tracker_story_newest", default=None)
+
+
+@contextmanager
+def newest_only(count: int) -> Iterator[None]:
+    """Stories read meanwhile carry only their newest `count` articles, and neither the list
+    of figures nor the articles per day: all that the terminal shows, at a cost that does not
+    grow with the storyline. They cannot be printed as JSON."""
+    token = _NEWEST.set(count)
+    try:
+        yield
+    finally:
+        _NEWEST.reset(token)
 
 
 class UnknownStoryline(UsageError):
@@ -107,40 +129,31 @@ class Story:
     id: str
     title: str
     rules: dict[str, list[str]]
-    articles: tuple[StoryArticle, ...]
+    article_count: int
+    first_seen: datetime | None  # the first article's publication
+    last_published: datetime | None
+    last_updated: datetime | None  # the newest article's publication, or a later revision
+    articles: tuple[StoryArticle, ...]  # in publication order; only the newest if not complete
     sources: tuple[Source, ...]
     summary: tuple[SummarySentence, ...]
-    figures: tuple[Figure, ...]
+    figures: tuple[Figure, ...]  # empty if not complete
     figure_changes: tuple[FigureChange, ...]
     entities: tuple[EntityCount, ...]
-    per_day: tuple[tuple[str, int], ...]
+    per_day: tuple[tuple[str, int], ...]  # empty if not complete
     position: int  # the log position the views stand at
     head: int  # the log's last position when read
     as_of: datetime | None = None
     past: bool = False  # built as the log stood at `position` (--as-of, --as-of-position)
-
-    @property
-    def first_seen(self) -> datetime | None:
-        return min((a.published_at for a in self.articles), default=None)
-
-    @property
-    def last_published(self) -> datetime | None:
-        return max((a.published_at for a in self.articles), default=None)
-
-    @property
-    def last_updated(self) -> datetime | None:
-        """The newest article's publication, or a later revision's recording."""
-        times = [a.published_at for a in self.articles] + [
-            a.updated_at for a in self.articles if a.revisions
-        ]
-        return max(times, default=None)
+    complete: bool = True  # every member and figure; False when read by `newest_only`
 
     def as_json_object(self) -> dict[str, Any]:
         """The documented JSON form (README: `tracker story --json`)."""
+        if not self.complete:
+            raise ValueError(f"story {self.id} was read with its newest articles only")
         return {
             "id": self.id,
             "title": self.title,
-            "article_count": len(self.articles),
+            "article_count": self.article_count,
             "first_seen": _iso(self.first_seen),
             "last_updated": _iso(self.last_updated),
             "sources": [{"id": s.id, "title": s.title, "count": s.count} for s in self.sources],
@@ -281,90 +294,217 @@ def story(
     snapshot: Snapshot, storyline_id: str, as_of: datetime | None = None, past: bool = False
 ) -> Story:
     row = _storyline_row(snapshot, storyline_id)
-    articles = _articles(snapshot, storyline_id)
-    texts = _texts(snapshot, storyline_id)
-    figures = _figures(snapshot, storyline_id)
+    newest = _NEWEST.get()
+    first_seen, last_published, last_revised = _span(snapshot, storyline_id)
+    sources = _sources(snapshot, storyline_id)
+    recent = _newest(snapshot, storyline_id, max(newest or 0, RECENT_ARTICLES))
+    if newest is None:
+        articles = _articles(snapshot, storyline_id)
+        figures = _figures(snapshot, storyline_id)
+        per_day = _per_day(articles)
+    else:
+        articles, figures, per_day = [article for article, _ in recent[:newest]][::-1], [], []
     return Story(
         id=storyline_id,
         title=row.title,
         rules=json.loads(row.rules),
+        article_count=sum(source.count for source in sources),
+        first_seen=first_seen,
+        last_published=last_published,
+        last_updated=max((t for t in (last_published, last_revised) if t), default=None),
         articles=tuple(articles),
-        sources=tuple(_sources(snapshot, articles)),
+        sources=tuple(sources),
         summary=tuple(
             SummarySentence(c.text, c.article_id, c.source, c.published_at)
-            for c in summarise(texts)
+            for c in summarise([text for _, text in recent])
         ),
         figures=tuple(figures),
-        figure_changes=tuple(figure_changes(figures)),
+        figure_changes=tuple(_figure_changes(snapshot, storyline_id)),
         entities=tuple(_entities(snapshot, storyline_id)),
-        per_day=tuple(_per_day(articles)),
+        per_day=tuple(per_day),
         position=snapshot.position,
         head=snapshot.head,
         as_of=as_of,
         past=past,
+        complete=newest is None,
     )
 
 
 def stories(snapshot: Snapshot) -> list[StorylineSummary]:
+    """Every storyline's count, sources and last update, in three queries whatever the number
+    of articles: the counts are kept per feed, the last times read from indexes."""
+    storylines = snapshot.views["storylines"]
+    members = snapshot.views["storyline_articles"]
+    counted = snapshot.views["storyline_sources"]
+
+    def newest(column: sa.Column[Any]) -> Any:
+        return (
+            sa.select(sa.func.max(column))
+            .where(members.c.storyline_id == storylines.c.storyline_id)
+            .scalar_subquery()
+        )
+
+    query = (
+        sa.select(
+            storylines.c.storyline_id,
+            storylines.c.title,
+            newest(members.c.published_at).label("last_published"),
+            newest(members.c.revised_at).label("last_revised"),
+        )
+        .where(storylines.c.removed_at.is_(None))
+        .order_by(storylines.c.storyline_id)
+    )
+    rows = list(snapshot.views.connection.execute(query))
+    counts: dict[str, dict[str, int]] = {}
+    ids = [row.storyline_id for row in rows]
+    for count in snapshot.views.connection.execute(
+        sa.select(counted).where(counted.c.storyline_id.in_(ids))
+    ):
+        counts.setdefault(count.storyline_id, {})[count.feed_id] = count.articles
+    titles = feed_titles(snapshot, sorted({feed for found in counts.values() for feed in found}))
     found = []
-    for storyline_id in storyline_ids(snapshot):
-        row = _storyline_row(snapshot, storyline_id)
-        articles = _articles(snapshot, storyline_id)
-        times = [a.published_at for a in articles] + [a.updated_at for a in articles if a.revisions]
+    for row in rows:
+        sources = _ranked(counts.get(row.storyline_id, {}), titles)
+        times = [_time(t) for t in (row.last_published, row.last_revised) if t is not None]
         found.append(
             StorylineSummary(
-                storyline_id,
+                row.storyline_id,
                 row.title,
-                len(articles),
-                tuple(_sources(snapshot, articles)),
+                sum(source.count for source in sources),
+                tuple(sources),
                 max(times, default=None),
             )
         )
     return found
 
 
-def _member_query(snapshot: Snapshot, storyline_id: str, *columns: Any) -> sa.Select[Any]:
+def _members(snapshot: Snapshot, storyline_id: str) -> Any:
+    """The storyline's members that can be shown: those whose article was seen published."""
     members = snapshot.views["storyline_articles"]
-    articles = snapshot.views["articles"]
+    return sa.and_(members.c.storyline_id == storyline_id, members.c.published_at.is_not(None))
+
+
+def _per_member(
+    snapshot: Snapshot, name: str, columns: Sequence[str], *conditions: Any
+) -> tuple[sa.FromClause, sa.FromClause]:
+    """The members joined with their rows of a per-article view (`columns` of them, those
+    meeting `conditions`), and what those columns are to be read from.
+
+    Each member's rows are looked up by its article id, so the cost follows the storyline, not
+    the log. SQLite plans it so by itself. PostgreSQL, costing each look-up as a read from disk,
+    would rather hash the whole view; a LATERAL subquery with OFFSET 0 (which the planner keeps
+    as it is written) makes it look them up.
+    """
+    members = snapshot.views["storyline_articles"]
+    table = snapshot.views[name]
+    matched = table.c.article_id == members.c.article_id
+    if snapshot.views.connection.dialect.name != "postgresql":
+        return members.join(table, sa.and_(matched, *conditions)), table
+    rows = (
+        sa.select(*(table.c[column] for column in columns))
+        .where(matched, *conditions)
+        .offset(0)
+        .lateral()
+    )
+    return members.join(rows, sa.true()), rows
+
+
+_ARTICLE_COLUMNS = (
+    "article_id",
+    "title",
+    "link",
+    "feed_id",
+    "published_at",
+    "revisions",
+    "updated_at",
+)
+
+
+def _article_query(snapshot: Snapshot, storyline_id: str, *texts: str) -> sa.Select[Any]:
+    """The members with what a story shows of their articles (and the `texts` named), in
+    publication order."""
+    members = snapshot.views["storyline_articles"]
+    joined, a = _per_member(snapshot, "articles", (*_ARTICLE_COLUMNS, *texts))
     return (
-        sa.select(*columns)
-        .select_from(members.join(articles, articles.c.article_id == members.c.article_id))
-        .where(members.c.storyline_id == storyline_id)
+        sa.select(
+            *(a.c[column] for column in (*_ARTICLE_COLUMNS, *texts)),
+            members.c.matched_by,
+            members.c.terms,
+            members.c.curation_position,
+        )
+        .select_from(joined)
+        .where(_members(snapshot, storyline_id))
+    )
+
+
+def _span(
+    snapshot: Snapshot, storyline_id: str
+) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """The first and last publication and the last revision, each from its index's end."""
+    members = snapshot.views["storyline_articles"]
+
+    def end(function: Any, column: sa.Column[Any]) -> Any:
+        return sa.select(function(column)).where(_members(snapshot, storyline_id)).scalar_subquery()
+
+    row = snapshot.views.connection.execute(
+        sa.select(
+            end(sa.func.min, members.c.published_at),
+            end(sa.func.max, members.c.published_at),
+            end(sa.func.max, members.c.revised_at),
+        )
+    ).one()
+    first, last, revised = (utc(value) for value in row)
+    return first, last, revised
+
+
+def _article(row: Any) -> StoryArticle:
+    return StoryArticle(
+        row.article_id,
+        row.title,
+        row.link,
+        row.feed_id,
+        _time(row.published_at),
+        row.revisions,
+        row.matched_by,
+        tuple(json.loads(row.terms)),
+        row.curation_position,
+        _time(row.updated_at),
     )
 
 
 def _articles(snapshot: Snapshot, storyline_id: str) -> list[StoryArticle]:
+    """Every member, in publication order (`--json` only)."""
     members = snapshot.views["storyline_articles"]
-    a = snapshot.views["articles"]
-    query = _member_query(
-        snapshot,
-        storyline_id,
-        a.c.article_id,
-        a.c.title,
-        a.c.link,
-        a.c.feed_id,
-        a.c.published_at,
-        a.c.revisions,
-        a.c.updated_at,
-        members.c.matched_by,
-        members.c.terms,
-        members.c.curation_position,
-    ).order_by(a.c.published_at, a.c.article_id)
-    return [
-        StoryArticle(
-            row.article_id,
-            row.title,
-            row.link,
-            row.feed_id,
-            _time(row.published_at),
-            row.revisions,
-            row.matched_by,
-            tuple(json.loads(row.terms)),
-            row.curation_position,
-            _time(row.updated_at),
+    query = _article_query(snapshot, storyline_id).order_by(
+        members.c.published_at, members.c.article_id
+    )
+    return [_article(row) for row in snapshot.views.connection.execute(query)]
+
+
+def _newest(
+    snapshot: Snapshot, storyline_id: str, count: int
+) -> list[tuple[StoryArticle, SourceText]]:
+    """The `count` newest members with their texts, newest first: read in the order of the
+    members' index, so only these are visited."""
+    members = snapshot.views["storyline_articles"]
+    query = (
+        _article_query(snapshot, storyline_id, "summary_text", "content_text")
+        .order_by(members.c.published_at.desc(), members.c.article_id.desc())
+        .limit(count)
+    )
+    found = []
+    for row in snapshot.views.connection.execute(query):
+        article = _article(row)
+        text = SourceText(
+            article.id,
+            article.source,
+            article.published_at,
+            article.title,
+            row.summary_text,
+            row.content_text,
         )
-        for row in snapshot.views.connection.execute(query)
-    ]
+        found.append((article, text))
+    return found
 
 
 def _time(value: Any) -> datetime:
@@ -373,9 +513,16 @@ def _time(value: Any) -> datetime:
     return moment
 
 
-def _sources(snapshot: Snapshot, articles: Sequence[StoryArticle]) -> list[Source]:
-    counts = Counter(article.source for article in articles)
-    titles = feed_titles(snapshot, list(counts))
+def _sources(snapshot: Snapshot, storyline_id: str) -> list[Source]:
+    counted = snapshot.views["storyline_sources"]
+    query = sa.select(counted.c.feed_id, counted.c.articles).where(
+        counted.c.storyline_id == storyline_id
+    )
+    counts = {row.feed_id: row.articles for row in snapshot.views.connection.execute(query)}
+    return _ranked(counts, feed_titles(snapshot, list(counts)))
+
+
+def _ranked(counts: dict[str, int], titles: dict[str, str]) -> list[Source]:
     return [
         Source(feed_id, titles.get(feed_id) or feed_id, count)
         for feed_id, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -390,59 +537,16 @@ def feed_titles(snapshot: Snapshot, feed_ids: Sequence[str]) -> dict[str, str]:
     return {row.feed_id: row.title for row in snapshot.views.connection.execute(query) if row.title}
 
 
-def _texts(snapshot: Snapshot, storyline_id: str) -> list[SourceText]:
-    a = snapshot.views["articles"]
-    query = (
-        _member_query(
-            snapshot,
-            storyline_id,
-            a.c.article_id,
-            a.c.feed_id,
-            a.c.published_at,
-            a.c.title,
-            a.c.summary_text,
-            a.c.content_text,
-        )
-        .order_by(a.c.published_at.desc(), a.c.article_id.desc())
-        .limit(RECENT_ARTICLES)
-    )
-    return [
-        SourceText(
-            row.article_id,
-            row.feed_id,
-            _time(row.published_at),
-            row.title,
-            row.summary_text,
-            row.content_text,
-        )
-        for row in snapshot.views.connection.execute(query)
-    ]
-
-
 def _figures(snapshot: Snapshot, storyline_id: str) -> list[Figure]:
-    f = snapshot.views["figures"]
-    a = snapshot.views["articles"]
+    """Every figure of every member, in publication order (`--json` only)."""
     members = snapshot.views["storyline_articles"]
+    columns = ("kind", "value", "unit", "label", "text", "sentence", "article_id", "seq", "earlier")
+    joined, f = _per_member(snapshot, "figures", columns)
     query = (
-        sa.select(
-            f.c.kind,
-            f.c.value,
-            f.c.unit,
-            f.c.label,
-            f.c.text,
-            f.c.sentence,
-            f.c.article_id,
-            a.c.feed_id,
-            a.c.published_at,
-            f.c.earlier,
-        )
-        .select_from(
-            f.join(members, members.c.article_id == f.c.article_id).join(
-                a, a.c.article_id == f.c.article_id
-            )
-        )
-        .where(members.c.storyline_id == storyline_id)
-        .order_by(a.c.published_at, f.c.article_id, f.c.seq)
+        sa.select(*(f.c[column] for column in columns), members.c.feed_id, members.c.published_at)
+        .select_from(joined)
+        .where(_members(snapshot, storyline_id))
+        .order_by(members.c.published_at, f.c.article_id, f.c.seq)
     )
     return [
         Figure(
@@ -461,37 +565,64 @@ def _figures(snapshot: Snapshot, storyline_id: str) -> list[Figure]:
     ]
 
 
-def figure_changes(figures: Sequence[Figure]) -> list[FigureChange]:
+def _figure_changes(snapshot: Snapshot, storyline_id: str) -> list[FigureChange]:
     """Figures grouped by what they measure (kind, label, unit), each group's distinct values
-    in the order they were first reported; the most reported groups first."""
-    groups: dict[tuple[str, str, str], list[Figure]] = {}
-    # In publication order; in one article, a value named as the earlier one comes first.
-    ordered = sorted(figures, key=lambda f: (f.published_at, f.article_id, not f.earlier))
-    for figure in ordered:
-        if figure.label:
-            groups.setdefault((figure.kind, figure.label, figure.unit), []).append(figure)
+    in the order they were first reported; the groups that changed first, then the most
+    reported. The database groups them: one row per distinct value comes back, its first
+    report (in publication order; in one article, a value named as the earlier one first)
+    and its group's mentions beside it."""
+    from tracker.views.extracts import LABELLED  # the views, imported when read, not at start
+
+    members = snapshot.views["storyline_articles"]
+    figures = snapshot.views["figures"]
+    columns = ("kind", "label", "unit", "value", "article_id", "earlier", "seq")
+    # The condition of the figures' partial index, written as it is there.
+    joined, f = _per_member(snapshot, "figures", columns, sa.text(f"{figures.name}.{LABELLED}"))
+    group = (f.c.kind, f.c.label, f.c.unit)
+    first = (members.c.published_at, f.c.article_id, f.c.earlier.desc(), f.c.seq)
+    ranked = (
+        sa.select(
+            *(f.c[column] for column in columns),
+            members.c.feed_id,
+            members.c.published_at,
+            sa.func.count().over(partition_by=group).label("mentions"),
+            sa.func.row_number().over(partition_by=(*group, f.c.value), order_by=first).label("n"),
+        )
+        .select_from(joined)
+        .where(_members(snapshot, storyline_id))
+        .subquery()
+    )
+    query = sa.select(ranked).where(ranked.c.n == 1)
+    groups: dict[tuple[str, str, str], list[Any]] = {}
+    mentions: dict[tuple[str, str, str], int] = {}
+    for row in snapshot.views.connection.execute(query):
+        key = (row.kind, row.label, row.unit)
+        groups.setdefault(key, []).append(row)
+        mentions[key] = row.mentions
     changes = []
-    for (kind, label, unit), members in groups.items():
-        steps: dict[float, FigureStep] = {}
-        for figure in members:
-            if figure.value not in steps:
-                text = format_value(kind, Decimal(repr(figure.value)), unit)
-                steps[figure.value] = FigureStep(
-                    figure.value, text, figure.published_at, figure.source, figure.article_id
-                )
-        changes.append(FigureChange(kind, label, unit, len(members), tuple(steps.values())))
-    # Figures that changed first, then the most reported.
+    for (kind, label, unit), values in groups.items():
+        values.sort(key=lambda r: (_time(r.published_at), r.article_id, not r.earlier, r.seq))
+        steps = tuple(
+            FigureStep(
+                float(r.value),
+                format_value(kind, Decimal(repr(float(r.value))), unit),
+                _time(r.published_at),
+                r.feed_id,
+                r.article_id,
+            )
+            for r in values
+        )
+        changes.append(FigureChange(kind, label, unit, mentions[(kind, label, unit)], steps))
     changes.sort(key=lambda c: (len(c.steps) < 2, -c.mentions, c.kind, c.label, c.unit))
     return changes
 
 
 def _entities(snapshot: Snapshot, storyline_id: str) -> list[EntityCount]:
-    e = snapshot.views["entities"]
-    members = snapshot.views["storyline_articles"]
+    joined, e = _per_member(snapshot, "entities", ("name", "kind", "count"))
     query = (
         sa.select(e.c.name, e.c.kind, sa.func.sum(e.c.count).label("mentions"))
-        .select_from(e.join(members, members.c.article_id == e.c.article_id))
-        .where(members.c.storyline_id == storyline_id)
+        .select_from(joined)
+        .where(_members(snapshot, storyline_id))
         .group_by(e.c.name, e.c.kind)
     )
     counts: dict[tuple[str, str], Counter[str]] = {}
@@ -510,11 +641,15 @@ def _merge_surnames(counts: dict[tuple[str, str], Counter[str]]) -> None:
     """A person named by surname only in one article ("President Trump") joins the one fuller
     name ending so ("Donald Trump") from another."""
     people = sorted(k for k, kind in counts if kind == PERSON)
+    # Each name under every shorter run of words it ends with: a short name's fuller ones are
+    # found in one look-up, not by comparing it with every other person.
+    fuller: dict[tuple[str, ...], list[str]] = {}
+    for person in people:
+        words = tuple(person.split())
+        for start in range(1, len(words)):
+            fuller.setdefault(words[start:], []).append(person)
     for short in people:
-        words = short.split()
-        longer = [
-            p for p in people if len(p.split()) > len(words) and p.split()[-len(words) :] == words
-        ]
+        longer = fuller.get(tuple(short.split()), [])
         if len(longer) == 1 and (longer[0], PERSON) in counts and (short, PERSON) in counts:
             counts[(longer[0], PERSON)].update(counts.pop((short, PERSON)))
 

@@ -15,7 +15,7 @@ from tracker.amounts import figures_in
 from tracker.events.articles import ArticlePublished, ArticleRevised
 from tracker.matching import fold
 from tracker.names import entities_in
-from tracker.projection import Batch, Projector, Views, ViewTable, delete_where_in
+from tracker.projection import Batch, NamedIndex, Projector, Views, ViewTable, delete_where_in
 from tracker.views.writes import insert_rows
 
 
@@ -89,13 +89,25 @@ def _entity_columns() -> list[sa.Column[Any]]:
     ]
 
 
-FIGURES = ViewTable("figures", _figure_columns, ("article_id", "seq"))
-ENTITIES = ViewTable("entities", _entity_columns, ("article_id", "name", "kind"))
+# What a storyline's figure changes are read from, without a visit to the table: the few
+# figures that say what they measure.
+LABELLED = "label <> ''"
+FIGURES = ViewTable(
+    "figures",
+    _figure_columns,
+    ("article_id", "seq"),
+    named_indexes=(
+        NamedIndex(
+            "labelled", ("article_id", "kind", "label", "unit", "value", "earlier", "seq"), LABELLED
+        ),
+    ),
+)
+ENTITIES = ViewTable("entities", _entity_columns, ("article_id", "name", "kind"), clustered=True)
 
 
 class FiguresProjector(_PerArticle):
     name = "figures"
-    version = 1
+    version = 2
     tables = (FIGURES,)
     table_name = "figures"
 
@@ -125,7 +137,7 @@ class FiguresProjector(_PerArticle):
 
 class EntitiesProjector(_PerArticle):
     name = "entities"
-    version = 1
+    version = 2
     tables = (ENTITIES,)
     table_name = "entities"
 

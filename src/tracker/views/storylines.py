@@ -6,13 +6,18 @@ and its user did not exclude it. The rules in force are the ones the log last re
 (built from a prefix of the log) applies the rules of the past.
 
 The projector keeps its own folded copy of each article's text (`storyline_texts`), since it
-may not read another view's tables and a change of rules needs every article again.
+may not read another view's tables and a change of rules needs every article again. With it go
+the few facts about the article that a storyline is read by (its feed, its publication, its
+last revision), copied onto its member rows, and each storyline's article count per feed
+(`storyline_sources`): `tracker story` and `stories` read a storyline's span, sources and
+newest articles from indexes, at a cost that does not grow with the storyline (issue 5).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -31,9 +36,11 @@ from tracker.events.storylines import (
 from tracker.matching import Match, Matcher, fold_texts, match_folded
 from tracker.projection import (
     Batch,
+    NamedIndex,
     Projector,
     Views,
     ViewTable,
+    delete_where_in,
     rows_by,
     utc,
 )
@@ -57,11 +64,22 @@ def _storyline_columns() -> list[sa.Column[Any]]:
     ]
 
 
+def _fact_columns() -> list[sa.Column[Any]]:
+    """What a storyline is read by, as the articles view has it; all null for an article only
+    ever seen revised (its first sight precedes the log), which no storyline shows."""
+    return [
+        sa.Column("feed_id", sa.String(64)),  # the feed it was first seen in
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+        sa.Column("revised_at", sa.DateTime(timezone=True)),  # its last revision; null if none
+    ]
+
+
 def _text_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("article_id", sa.String(200), nullable=False),
         sa.Column("title", sa.Text(), nullable=False),
         sa.Column("folded", sa.Text(), nullable=False),  # title | summary | content, folded
+        *_fact_columns(),
     ]
 
 
@@ -83,6 +101,15 @@ def _member_columns() -> list[sa.Column[Any]]:
         sa.Column("terms", sa.Text(), nullable=False),  # JSON list of the terms found
         sa.Column("curation_position", sa.BigInteger()),  # the event that pinned it
         sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+        *_fact_columns(),
+    ]
+
+
+def _source_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("storyline_id", sa.String(64), nullable=False),
+        sa.Column("feed_id", sa.String(64), nullable=False),
+        sa.Column("articles", sa.Integer(), nullable=False),  # members first seen in the feed
     ]
 
 
@@ -92,8 +119,22 @@ CURATION = ViewTable(
     "storyline_curation", _curation_columns, ("storyline_id", "article_id"), (("article_id",),)
 )
 MEMBERS = ViewTable(
-    "storyline_articles", _member_columns, ("storyline_id", "article_id"), (("article_id",),)
+    "storyline_articles",
+    _member_columns,
+    ("storyline_id", "article_id"),
+    (("article_id",),),
+    (
+        # A storyline's newest articles and its span read from the index in order, and its
+        # members found with their feed and publication without a visit to the table.
+        NamedIndex("published", ("storyline_id", "published_at", "article_id", "feed_id")),
+        # Its last revision: the index's last entry.
+        NamedIndex("revised", ("storyline_id", "revised_at")),
+    ),
 )
+SOURCES = ViewTable("storyline_sources", _source_columns, ("storyline_id", "feed_id"))
+FACTS = tuple(column.name for column in _fact_columns())
+NO_FACTS: dict[str, Any] = dict.fromkeys(FACTS)
+_FACT_KEYS = ("article_id", *FACTS)
 
 
 @dataclass(frozen=True)
@@ -135,10 +176,20 @@ def membership(
     return {"matched_by": BY_RULES, "terms": terms, "curation_position": None}
 
 
+def facts_of(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """An article's facts from a stored row, in the form the projector writes them (aware UTC
+    times), so that comparing with what it is about to write finds no change where none is."""
+    return {
+        "feed_id": row["feed_id"],
+        "published_at": utc(row["published_at"]),
+        "revised_at": utc(row["revised_at"]),
+    }
+
+
 class StorylinesProjector(Projector):
     name = "storylines"
-    version = 1
-    tables = (STORYLINES, TEXTS, CURATION, MEMBERS)
+    version = 2
+    tables = (STORYLINES, TEXTS, CURATION, MEMBERS, SOURCES)
     handles = frozenset(
         {
             ArticlePublished.TYPE,
@@ -207,11 +258,9 @@ def _articles(views: Views, stories: dict[str, Story], run: list[tuple[Any, Any]
         (row["storyline_id"], row["article_id"]): row
         for row in rows_by(connection, views["storyline_curation"], "article_id", ids)
     }
-    before = {
-        (row["storyline_id"], row["article_id"]): row
-        for row in rows_by(connection, views["storyline_articles"], "article_id", ids)
-    }
+    before = _member_rows(rows_by(connection, views["storyline_articles"], "article_id", ids))
     members = dict(before)
+    facts = _stored_facts(views, _revised_first(run))
     active = {storyline_id for storyline_id, story in stories.items() if story.active}
     matcher = _matcher(tuple((s, stories[s].rules) for s in sorted(active)))
     # Beyond the storylines its text matches, an article's membership can change only where it
@@ -222,19 +271,53 @@ def _articles(views: Views, stories: dict[str, Story], run: list[tuple[Any, Any]
             rows.setdefault(article_id, set()).add(storyline_id)
     for event, typed in run:
         article_id = typed.article_id
-        folded = fold_texts((typed.title_text, typed.summary_text, typed.content_text))
-        texts[article_id] = {"article_id": article_id, "title": typed.title_text, "folded": folded}
-        found = matcher.matches(folded)
         at = utc(event.recorded_at)
+        if isinstance(typed, ArticlePublished):
+            facts[article_id] = {
+                "feed_id": typed.feed_id,
+                "published_at": utc(typed.published),
+                "revised_at": None,
+            }
+        else:
+            known = facts.get(article_id, NO_FACTS)
+            # As in the articles view, a revision of an article never seen published is not
+            # counted: no storyline shows that article anyway.
+            revised_at = at if known["published_at"] is not None else None
+            facts[article_id] = {**known, "revised_at": revised_at}
+        folded = fold_texts((typed.title_text, typed.summary_text, typed.content_text))
+        texts[article_id] = {
+            "article_id": article_id,
+            "title": typed.title_text,
+            "folded": folded,
+            **facts[article_id],
+        }
+        found = matcher.matches(folded)
         affected = rows.setdefault(article_id, set())
         affected.update(found)
         for storyline_id in sorted(affected):
             key = (storyline_id, article_id)
-            _update(members, key, found.get(storyline_id), curation.get(key), at)
+            _update(members, key, found.get(storyline_id), curation.get(key), facts[article_id], at)
     upsert_rows(
         connection, views["storyline_texts"], [texts[a] for a in sorted(texts)], ("article_id",)
     )
     _write_members(views, before, members)
+
+
+def _revised_first(run: list[tuple[Any, Any]]) -> set[str]:
+    """The articles whose first event in the run is a revision: their facts are stored."""
+    first: dict[str, bool] = {}
+    for _, typed in run:
+        first.setdefault(typed.article_id, isinstance(typed, ArticleRevised))
+    return {article_id for article_id, revised in first.items() if revised}
+
+
+def _stored_facts(views: Views, ids: set[str]) -> dict[str, dict[str, Any]]:
+    rows = rows_by(views.connection, views["storyline_texts"], "article_id", ids, _FACT_KEYS)
+    return {row["article_id"]: facts_of(row) for row in rows}
+
+
+def _member_rows(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(row["storyline_id"], row["article_id"]): {**row, **facts_of(row)} for row in rows}
 
 
 @lru_cache(maxsize=8)
@@ -247,10 +330,12 @@ def _update(
     key: tuple[str, str],
     found: Match | None,
     curated: dict[str, Any] | None,
+    facts: dict[str, Any],
     at: Any,
 ) -> None:
     """One (storyline, article)'s membership after an event at `at`, given what the rules
-    found in its text: a member keeps the time it joined while its evidence changes."""
+    found in its text and the article's facts: a member keeps the time it joined while its
+    evidence or its facts change."""
     if curated is None and key not in members and found is None:
         return  # the common case: no member before, none now, nothing to build
     now = membership(
@@ -261,7 +346,9 @@ def _update(
     old = members.get(key)
     if now is None:
         members.pop(key, None)
-    elif old is None or any(old[k] != v for k, v in now.items()):
+        return
+    now.update(facts)
+    if old is None or any(old[k] != v for k, v in now.items()):
         since = old["since"] if old is not None else at
         members[key] = {"storyline_id": key[0], "article_id": key[1], "since": since, **now}
 
@@ -280,22 +367,61 @@ def _write_members(
             ),
             gone,
         )
-    changed = [after[key] for key in sorted(after) if before.get(key) != after[key]]
-    upsert_rows(views.connection, table, changed, ("storyline_id", "article_id"))
+    changed = [key for key in sorted(after) if before.get(key) != after[key]]
+    upsert_rows(
+        views.connection, table, [after[key] for key in changed], ("storyline_id", "article_id")
+    )
+    # Only members whose article was seen published are shown, and counted.
+    counts: Counter[tuple[str, str]] = Counter()
+    for key in (*(before.keys() - after.keys()), *changed):
+        for row, step in ((before.get(key), -1), (after.get(key), 1)):
+            if row is not None and row["published_at"] is not None:
+                counts[(key[0], row["feed_id"])] += step
+    _count_sources(views, counts)
+
+
+def _count_sources(views: Views, counts: Counter[tuple[str, str]]) -> None:
+    """Add members' arrivals and departures to their storylines' counts per feed."""
+    changes = {key: step for key, step in counts.items() if step}
+    if not changes:
+        return
+    table = views["storyline_sources"]
+    storylines = {storyline_id for storyline_id, _ in changes}
+    current = {
+        (row["storyline_id"], row["feed_id"]): row["articles"]
+        for row in rows_by(views.connection, table, "storyline_id", storylines)
+    }
+    rows = []
+    emptied = []
+    for key in sorted(changes):
+        articles = current.get(key, 0) + changes[key]
+        if articles:
+            rows.append({"storyline_id": key[0], "feed_id": key[1], "articles": articles})
+        elif key in current:
+            emptied.append({"s": key[0], "f": key[1]})
+    if emptied:
+        views.connection.execute(
+            sa.delete(table).where(
+                table.c.storyline_id == sa.bindparam("s"), table.c.feed_id == sa.bindparam("f")
+            ),
+            emptied,
+        )
+    upsert_rows(views.connection, table, rows, ("storyline_id", "feed_id"))
+
+
+Case = tuple[Story, str, str | None, dict[str, Any] | None, dict[str, Any]]
 
 
 def _settle(
-    views: Views,
-    cases: Iterable[tuple[Story, str, str | None, dict[str, Any] | None]],
-    members: dict[tuple[str, str], dict[str, Any]],
-    at: Any,
+    views: Views, cases: Iterable[Case], members: dict[tuple[str, str], dict[str, Any]], at: Any
 ) -> None:
     """Write each (storyline, article)'s membership as it stands after one event at `at`;
+    a case is the storyline, the article, its folded text, its curation and its facts, and
     `members` holds the current member rows of every case."""
     after = dict(members)
-    for story, article_id, folded, curated in cases:
+    for story, article_id, folded, curated, facts in cases:
         found = match_folded(story.rules, folded) if folded is not None else None
-        _update(after, (story.storyline_id, article_id), found, curated, at)
+        _update(after, (story.storyline_id, article_id), found, curated, facts, at)
     _write_members(views, members, after)
 
 
@@ -334,8 +460,8 @@ def _remove(views: Views, stories: dict[str, Story], event: Any, typed: Storylin
         .where(table.c.storyline_id == typed.storyline_id)
         .values(removed_at=utc(event.recorded_at))
     )
-    members = views["storyline_articles"]
-    views.connection.execute(sa.delete(members).where(members.c.storyline_id == typed.storyline_id))
+    for name in ("storyline_articles", "storyline_sources"):
+        delete_where_in(views.connection, views[name], "storyline_id", [typed.storyline_id])
     previous = stories.get(typed.storyline_id)
     if previous is not None:
         stories[typed.storyline_id] = Story(previous.storyline_id, previous.rules, False)
@@ -351,19 +477,22 @@ def _rematch(views: Views, story: Story, at: Any) -> None:
             sa.select(curation_table).where(curation_table.c.storyline_id == story.storyline_id)
         )
     }
-    members = {
-        (story.storyline_id, row.article_id): dict(row._mapping)
+    members = _member_rows(
+        dict(row._mapping)
         for row in connection.execute(
             sa.select(members_table).where(members_table.c.storyline_id == story.storyline_id)
         )
-    }
+    )
     seen: set[str] = set()
     for chunk in _all_texts(views):
-        ids = {article_id for article_id, _ in chunk}
+        ids = {article_id for article_id, _, _ in chunk}
         seen |= ids
         _settle(
             views,
-            ((story, article_id, folded, curation.get(article_id)) for article_id, folded in chunk),
+            (
+                (story, article_id, folded, curation.get(article_id), facts)
+                for article_id, folded, facts in chunk
+            ),
             {k: v for k, v in members.items() if k[1] in ids},
             at,
         )
@@ -371,21 +500,22 @@ def _rematch(views: Views, story: Story, at: Any) -> None:
     unseen = set(curation) - seen
     _settle(
         views,
-        ((story, a, None, curation[a]) for a in sorted(unseen)),
+        ((story, a, None, curation[a], NO_FACTS) for a in sorted(unseen)),
         {k: v for k, v in members.items() if k[1] in unseen},
         at,
     )
 
 
-def _all_texts(views: Views) -> Iterator[list[tuple[str, str]]]:
-    """Every stored text, in article order, a chunk at a time (keyset: flat cost per chunk)."""
+def _all_texts(views: Views) -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
+    """Every stored text with its article's facts, in article order, a chunk at a time
+    (keyset: flat cost per chunk)."""
     table = views["storyline_texts"]
     after = ""
     while True:
         chunk = [
-            (row.article_id, row.folded)
+            (row.article_id, row.folded, facts_of(row._mapping))
             for row in views.connection.execute(
-                sa.select(table.c.article_id, table.c.folded)
+                sa.select(table.c.article_id, table.c.folded, *(table.c[name] for name in FACTS))
                 .where(table.c.article_id > after)
                 .order_by(table.c.article_id)
                 .limit(_SCAN_CHUNK)
@@ -418,12 +548,11 @@ def _curate(views: Views, stories: dict[str, Story], event: Any, typed: Any) -> 
         return  # kept: it applies if the storyline is defined again
     text = rows_by(connection, views["storyline_texts"], "article_id", [typed.article_id])
     members_table = views["storyline_articles"]
-    members = {
-        (row["storyline_id"], row["article_id"]): row
-        for row in rows_by(connection, members_table, "article_id", [typed.article_id])
-    }
-    folded = text[0]["folded"] if text else None
-    _settle(views, [(story, typed.article_id, folded, curated)], members, utc(event.recorded_at))
+    members = _member_rows(rows_by(connection, members_table, "article_id", [typed.article_id]))
+    folded, facts = (text[0]["folded"], facts_of(text[0])) if text else (None, NO_FACTS)
+    _settle(
+        views, [(story, typed.article_id, folded, curated, facts)], members, utc(event.recorded_at)
+    )
 
 
 def _members(views: Views) -> dict[str, set[str]]:
