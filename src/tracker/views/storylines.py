@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tracker.config import StorylineRules
 from tracker.events.articles import ArticlePublished, ArticleRevised
@@ -252,7 +253,12 @@ def _articles(views: Views, stories: dict[str, Story], run: list[tuple[Any, Any]
     if not run:
         return
     connection = views.connection
-    ids = {typed.article_id for _, typed in run}
+    # Each article with whether its first event in the run is a revision: then its facts are
+    # the stored ones.
+    first: dict[str, bool] = {}
+    for _, typed in run:
+        first.setdefault(typed.article_id, isinstance(typed, ArticleRevised))
+    ids = first.keys()
     texts: dict[str, dict[str, Any]] = {}
     curation = {
         (row["storyline_id"], row["article_id"]): row
@@ -260,7 +266,7 @@ def _articles(views: Views, stories: dict[str, Story], run: list[tuple[Any, Any]
     }
     before = _member_rows(rows_by(connection, views["storyline_articles"], "article_id", ids))
     members = dict(before)
-    facts = _stored_facts(views, _revised_first(run))
+    facts = _stored_facts(views, {article_id for article_id, revised in first.items() if revised})
     active = {storyline_id for storyline_id, story in stories.items() if story.active}
     matcher = _matcher(tuple((s, stories[s].rules) for s in sorted(active)))
     # Beyond the storylines its text matches, an article's membership can change only where it
@@ -301,14 +307,6 @@ def _articles(views: Views, stories: dict[str, Story], run: list[tuple[Any, Any]
         connection, views["storyline_texts"], [texts[a] for a in sorted(texts)], ("article_id",)
     )
     _write_members(views, before, members)
-
-
-def _revised_first(run: list[tuple[Any, Any]]) -> set[str]:
-    """The articles whose first event in the run is a revision: their facts are stored."""
-    first: dict[str, bool] = {}
-    for _, typed in run:
-        first.setdefault(typed.article_id, isinstance(typed, ArticleRevised))
-    return {article_id for article_id, revised in first.items() if revised}
 
 
 def _stored_facts(views: Views, ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -381,32 +379,29 @@ def _write_members(
 
 
 def _count_sources(views: Views, counts: Counter[tuple[str, str]]) -> None:
-    """Add members' arrivals and departures to their storylines' counts per feed."""
-    changes = {key: step for key, step in counts.items() if step}
-    if not changes:
+    """Add members' arrivals and departures to their storylines' counts per feed: added by the
+    database in one statement, with no read before it; counts that fall to nothing go."""
+    rows = [
+        {"storyline_id": storyline_id, "feed_id": feed_id, "articles": step}
+        for (storyline_id, feed_id), step in sorted(counts.items())
+        if step
+    ]
+    if not rows:
         return
     table = views["storyline_sources"]
-    storylines = {storyline_id for storyline_id, _ in changes}
-    current = {
-        (row["storyline_id"], row["feed_id"]): row["articles"]
-        for row in rows_by(views.connection, table, "storyline_id", storylines)
-    }
-    rows = []
-    emptied = []
-    for key in sorted(changes):
-        articles = current.get(key, 0) + changes[key]
-        if articles:
-            rows.append({"storyline_id": key[0], "feed_id": key[1], "articles": articles})
-        elif key in current:
-            emptied.append({"s": key[0], "f": key[1]})
-    if emptied:
-        views.connection.execute(
-            sa.delete(table).where(
-                table.c.storyline_id == sa.bindparam("s"), table.c.feed_id == sa.bindparam("f")
-            ),
-            emptied,
-        )
-    upsert_rows(views.connection, table, rows, ("storyline_id", "feed_id"))
+    dialect = postgresql if views.connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    views.connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["storyline_id", "feed_id"],
+            set_={"articles": table.c.articles + statement.excluded.articles},
+        ),
+        rows,
+    )
+    storylines = sorted({storyline_id for (storyline_id, _), step in counts.items() if step})
+    views.connection.execute(
+        sa.delete(table).where(table.c.storyline_id.in_(storylines), table.c.articles == 0)
+    )
 
 
 Case = tuple[Story, str, str | None, dict[str, Any] | None, dict[str, Any]]
