@@ -4,9 +4,10 @@ Every query of one answer runs in one snapshot of the views (tracker.reading.rea
 so a replay swapping the tables meanwhile is seen entirely or not at all. The same functions
 read the views of the past that time travel builds in memory.
 
-What the terminal shows costs the same however long a storyline grows (issue 5): its span and
-sources come from indexes and per-feed counts the storylines view keeps, its timeline and
-summary from its newest articles only, its figure changes and names from grouped queries.
+What the terminal shows is read without reading every member (issue 5): the span, sources
+and count from indexes and the per-feed counts the storylines view keeps, the timeline and
+summary from the newest articles only, figure changes and names from queries the database
+groups, looking up each member's rows (the one part that still follows the storyline's size).
 Only `--json`, which lists every member and every figure, reads them all.
 """
 
@@ -34,15 +35,16 @@ from tracker.summary import RECENT_ARTICLES, SourceText, summarise
 KEY_FIGURE_GROUPS = 5
 TOP_ENTITIES = 12
 # How many of its newest articles a story read for the terminal carries; None: every member
-# and every figure, as `--json` documents. Set by `newest_only`, around the facade's call.
+# and every figure, as `--json` documents. Set by `newest_only` around a call of the facade,
+# whose `story` takes no such argument.
 _NEWEST: ContextVar[int | None] = ContextVar("tracker_story_newest", default=None)
 
 
 @contextmanager
 def newest_only(count: int) -> Iterator[None]:
     """Stories read meanwhile carry only their newest `count` articles, and neither the list
-    of figures nor the articles per day: all that the terminal shows, at a cost that does not
-    grow with the storyline. They cannot be printed as JSON."""
+    of figures nor the articles per day: all that the terminal shows, without reading every
+    member. They cannot be printed as JSON."""
     token = _NEWEST.set(count)
     try:
         yield
