@@ -246,3 +246,45 @@ def test_a_daemon_of_many_feeds_parses_in_worker_processes_and_ends_them(
     assert not [pid for pid in workers if _running(pid)]
     with Tracker(settings) as tracker:
         assert len(polled(tracker)) == 2 * len(feed_ids)
+
+
+def slow_rss(megabytes: float) -> bytes:
+    """A legitimate feed that takes feedparser about 2 s per MB (dense markup to sanitise)."""
+    content = "<b>x</b>" * 2000
+    items = "".join(
+        f"<item><title>Story {n}</title><guid>https://slow.example/?p={n}</guid>"
+        f"<description><![CDATA[{content}]]></description></item>"
+        for n in range(int(megabytes * 1024 * 1024 / len(content)))
+    )
+    return f"<rss version='2.0'><channel><title>Slow</title>{items}</channel></rss>".encode()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc for the daemon's children")
+def test_sigterm_stops_a_parse_in_flight_and_records_nothing_for_it(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    from tracker.pollstate import load_feeds
+
+    feed_server.routes["/slow"] = Reply(200, slow_rss(6))  # ten seconds and more to parse
+    feed_server.routes["/upi"] = Reply(200, rss("upi"))
+    write_config(settings.config_path, feed_server, ["slow", "upi"], "1m")
+    daemon = start_daemon(settings)
+    workers: list[int] = []
+    try:
+        wait_for(lambda: bool(feed_server.requests_to("/slow") and feed_server.requests_to("/upi")))
+        time.sleep(1.5)  # parsing the slow feed now, for seconds more
+        workers = _workers(daemon.pid)
+    finally:
+        code, err, took = stop(daemon)
+    assert code == 0, err
+    # The grace for polls in flight, then the parse is killed: the daemon does not wait for
+    # it, nor records it once it said it stopped.
+    assert took < 8, err
+    assert "upi: 2 new" in err
+    polls_of_slow = [line for line in err.splitlines() if " slow: " in line]
+    assert len(polls_of_slow) == 1 and "polled every" in polls_of_slow[0]
+    assert not [pid for pid in workers if _running(pid)]
+    with Tracker(settings) as tracker:
+        assert not polled(tracker, stream_id="feed-slow")
+        with tracker.engine.connect() as connection:
+            assert load_feeds(connection)["slow"].claimed_by is None

@@ -164,3 +164,30 @@ def test_a_truncated_feed_keeps_the_entries_it_has_and_says_what_was_wrong() -> 
     parsed = parse_feed(truncated, {}, FIXTURES["upi-top.rss"])
     assert parsed.entries[0].title == "Guyana faces elections amid oil boom, Maduro's threats"
     assert parsed.warning
+
+
+# Bodies on which feedparser 6.0.x raises instead of flagging the feed as malformed (bozo).
+RAISING = {
+    "ValueError": b"<rss version='2.0'><channel><title>x</title><item><guid>g</guid>"
+    b"<title>x &#1114112;</title></item></channel></rss>",
+    "UnicodeEncodeError": b"<rss version='2.0'><channel><title>x</title><item><guid>g</guid>"
+    b"<title>x &#55296;</title></item></channel></rss>",
+    "ValueError ": b"<rss version='2.0' xmlns:georss='http://www.georss.org/georss' "
+    b"xmlns:gml='http://www.opengis.net/gml'><channel><title>x</title><item><guid>g</guid>"
+    b"<georss:where><gml:Point srsName='EPSG:abc'><gml:pos>1 2</gml:pos></gml:Point>"
+    b"</georss:where></item></channel></rss>",
+}
+
+
+@pytest.mark.parametrize("kind", RAISING)
+def test_what_feedparser_raises_is_a_parse_error_of_that_feed(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tracker.parsepool import parse_and_sight
+
+    caplog.set_level("DEBUG", logger="tracker.parsepool")
+    with pytest.raises(FeedParseError, match=f"^parser error: {kind.strip()}: ") as raised:
+        parse_and_sight(RAISING[kind], {"Content-Type": "text/xml"}, "https://x/")
+    assert "\n" not in str(raised.value)
+    # The traceback is logged for whoever debugs the parser, not recorded in the feed's state.
+    assert "Traceback" in caplog.text and "feedparser" in caplog.text

@@ -952,3 +952,193 @@ def test_ctrl_c_in_a_terminal_stops_a_round_parsing_in_worker_processes(
     with Tracker(settings) as tracker:
         # What was recorded before the Ctrl-C stays; the rest is polled now, not held busy.
         assert "busy" not in {r.outcome for r in tracker.poll(every=True)}
+
+
+# A title on which feedparser 6.0 raises ValueError instead of flagging the feed malformed.
+_RAISING = (
+    b"<rss version='2.0'><channel><title>x</title><item><guid>g</guid>"
+    b"<title>x &#1114112;</title></item></channel></rss>"
+)
+
+
+@pytest.mark.parametrize("feeds", [2, 8], ids=["in the poller", "in worker processes"])
+def test_a_feed_whose_parse_raises_fails_alone_and_the_round_goes_on(
+    settings: Settings, feed_server: FeedServer, feeds: int
+) -> None:
+    from tracker.service import PARSE_PROCESSES_FROM
+
+    assert PARSE_PROCESSES_FROM <= 8
+    paths = [f"/f{n}.rss" for n in range(feeds)]
+    for n, path in enumerate(paths):
+        feed_server.routes[path] = _numbered_feed(n)
+    feed_server.routes[paths[0]] = Reply(200, _RAISING, {"Content-Type": "application/rss+xml"})
+    configure(settings, feed_server, *paths)
+    env = {
+        "TRACKER_DATABASE_URL": settings.database_url,
+        "TRACKER_CONFIG": str(settings.config_path),
+    }
+    polled_round = run_tracker("poll", env=env)
+    assert polled_round.returncode == 0, polled_round.stderr
+    lines = polled_round.stdout.splitlines()
+    expected = "f0: failed: parser error: ValueError: chr() arg not in range(0x110000)"
+    assert lines == [expected] + [f"f{n}: 3 new" for n in range(1, feeds)]
+    with Tracker(settings) as tracker:
+        (failing,) = [decode(e) for e in polled(tracker, event_type="feed.failing")]
+        assert failing.error == expected.split("failed: ")[1]
+        (row,) = [f for f in tracker.status().feeds if f.id == "f0"]
+        # Backing off like any failing feed, not due again at the next round.
+        assert row.state == "failing" and row.next_due_at is not None
+        assert row.next_due_at > datetime.now(UTC) + timedelta(minutes=10)
+
+
+def test_a_ctrl_c_as_the_claims_commit_still_releases_them(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    import sqlalchemy as sa
+
+    feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker.open(settings) as tracker:
+        claiming: list[bool] = []
+
+        def statement(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+            if sql.startswith("UPDATE feed_state SET claimed_by"):
+                claiming.append(True)
+
+        def commit(connection: sa.Connection) -> None:
+            if claiming == [True]:
+                # The claims commit; the Ctrl-C arrives before poll() hears back.
+                claiming.append(False)
+                connection.connection.dbapi_connection.commit()  # type: ignore[union-attr]
+                raise KeyboardInterrupt
+
+        sa.event.listen(tracker.engine, "before_cursor_execute", statement)
+        sa.event.listen(tracker.engine, "commit", commit)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                tracker.poll()
+        finally:
+            sa.event.remove(tracker.engine, "before_cursor_execute", statement)
+            sa.event.remove(tracker.engine, "commit", commit)
+        assert claiming[:2] == [True, False]
+        # Released, not held for CLAIM_HOLD: a poll right away takes the feed.
+        assert [r.outcome for r in tracker.poll()] == ["new"]
+
+
+@pytest.mark.postgres
+def test_pollers_claiming_the_same_feeds_in_other_orders_do_not_deadlock(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    import threading
+
+    from tracker.polling import claim_feeds, release_claims
+
+    settings = Settings(postgres_url, tmp_path / "feeds.yaml")
+    settings.config_path.write_text(
+        "feeds:\n" + "".join(f"  - {{id: f{n}, url: 'https://f{n}.example/'}}\n" for n in range(3))
+    )
+    with Tracker.open(settings) as tracker:
+        feeds = tracker.check_config().feeds
+        now = datetime.now(UTC)
+        claim_feeds(tracker.store, feeds, "setup", now, only_if_due=False)
+        release_claims(tracker.store, [f.id for f in feeds], "setup")
+        with tracker.engine.begin() as connection:
+            # Each claimed row held a while, so that two pollers' claims overlap for sure.
+            connection.exec_driver_sql(
+                "CREATE FUNCTION slow_claim() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$"
+            )
+            connection.exec_driver_sql(
+                "CREATE TRIGGER slow_claim AFTER UPDATE ON feed_state "
+                "FOR EACH ROW EXECUTE FUNCTION slow_claim()"
+            )
+        outcomes: dict[str, object] = {}
+
+        def claim_in(order: list[object], owner: str) -> None:
+            try:
+                outcomes[owner] = claim_feeds(tracker.store, order, owner, now, only_if_due=False)  # type: ignore[arg-type]
+            except Exception as error:  # noqa: BLE001 -- the test's to report
+                outcomes[owner] = error
+
+        pollers = [
+            threading.Thread(target=claim_in, args=(list(feeds), "one")),
+            threading.Thread(target=claim_in, args=(list(reversed(feeds)), "two")),
+        ]
+        for poller in pollers:
+            poller.start()
+        for poller in pollers:
+            poller.join(30)
+    assert not [o for o in outcomes.values() if isinstance(o, Exception)], outcomes
+    claimed = [
+        {feed_id for feed_id, row in outcome.items() if row is not None}  # type: ignore[attr-defined]
+        for outcome in outcomes.values()
+    ]
+    assert len(claimed) == 2 and not claimed[0] & claimed[1]
+    assert claimed[0] | claimed[1] == {"f0", "f1", "f2"}
+
+
+def test_a_definition_whose_feed_stream_got_a_health_event_meanwhile_is_recorded(
+    settings: Settings,
+) -> None:
+    from tracker.events import encode
+    from tracker.events.feeds import FAILING, FeedDefined, FeedFailing
+    from tracker.eventstore import EventStore
+    from tracker.records import RecordedEvent
+
+    class Polled(EventStore):
+        """A poller records upi-top failing just after this process read the log."""
+
+        raced = False
+
+        def read_streams(
+            self, stream_ids: Sequence[str], until_position: int | None = None
+        ) -> list[RecordedEvent]:
+            found = super().read_streams(stream_ids, until_position)
+            if not self.raced:
+                self.raced = True
+                failing = FeedFailing("upi-top", "https://rss.upi.com/news/news.rss", FAILING, "x")
+                self.append("feed-upi-top", [encode(failing, {"source": "poller"})])
+            return found
+
+    def write(title: str) -> None:
+        settings.config_path.write_text(
+            f"feeds:\n  - {{id: upi-top, title: {title}, url: 'https://rss.upi.com/news/news.rss'}}\n"
+        )
+
+    with Tracker.open(settings) as tracker:
+        write("UPI Top News")
+        tracker.record_feeds(tracker.check_config())
+        write("UPI")
+        tracker._store = Polled(tracker.engine)
+        assert tracker.record_feeds(tracker.check_config()) == ["upi-top"]
+        history = [decode(e) for e in tracker.events(stream_id="feed-upi-top")]
+    assert [type(e).__name__ for e in history] == ["FeedDefined", "FeedFailing", "FeedDefined"]
+    assert history[-1] == FeedDefined("upi-top", "UPI", "https://rss.upi.com/news/news.rss")
+
+
+def test_a_poll_whose_fetcher_is_cancelled_after_the_fetch_parses_and_records_nothing(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    from tracker.fetch import Fetched
+
+    class StoppedMeanwhile(Fetcher):
+        """The daemon is told to stop just as this fetch completes."""
+
+        def fetch(
+            self, url: str, etag: str | None = None, last_modified: str | None = None
+        ) -> Fetched:
+            fetched = super().fetch(url, etag, last_modified)
+            self.cancel()
+            return fetched
+
+    feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker.open(settings) as tracker:
+        (upi,) = tracker.check_config().feeds
+        fetcher = StoppedMeanwhile()
+        try:
+            assert tracker.poll_feed_if_due(upi, "daemon", fetcher) is None
+        finally:
+            fetcher.close()
+        assert polled(tracker) == []
+        assert [r.outcome for r in tracker.poll()] == ["new"]  # its claim was released

@@ -5,7 +5,8 @@ Each enabled feed is a job on its own interval with jitter; a job never overlaps
 (max_instances=1) and fetches of different feeds run in parallel up to a limit. Before each
 poll the feed is claimed in the database, so several daemons sharing one PostgreSQL poll each
 feed once per interval between them. SIGHUP re-reads feeds.yaml; SIGTERM and SIGINT let the
-polls in flight finish and commit, then exit.
+polls in flight finish and commit, then exit. Feeds are parsed in worker processes (see
+tracker.parsepool), so that a parse has a deadline and stopping never waits for one.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from tracker.config import Config, FeedConfig
 from tracker.errors import ConfigError, TrackerError
 from tracker.fetch import Fetcher
-from tracker.parsepool import ParsePool, cores
-from tracker.service import PARSE_PROCESSES_FROM, POLL_PARALLELISM, Tracker
+from tracker.parsepool import ParsePool
+from tracker.service import POLL_PARALLELISM, Tracker
 
 log = logging.getLogger(__name__)
-# After SIGTERM, polls in flight get this long to finish and commit; fetches still running
-# then are cancelled, unrecorded, and their claims released.
+# After SIGTERM, polls in flight get this long to finish and commit; fetches and parses still
+# running then are cancelled, unrecorded, and their claims released.
 SHUTDOWN_GRACE_S = 4.0
 # At most this much jitter (and never more than a tenth of the interval).
 MAX_JITTER_S = 60.0
@@ -52,8 +53,9 @@ class Daemon:
         self.stats = DaemonStats()
         self._parallelism = parallelism
         self._fetcher = Fetcher()
-        # Started at the first parse, and used while the daemon polls many feeds: at its start
-        # they are all due at once (see tracker.parsepool).
+        # Started at the first parse, one per core: at the daemon's start every feed is due at
+        # once, and in a worker a parse has a deadline and can be stopped (see
+        # tracker.parsepool).
         self._parsers = ParsePool()
         # A slow feed makes APScheduler warn at every interval that the job is still running;
         # that is max_instances=1 doing its work, not news.
@@ -106,9 +108,9 @@ class Daemon:
         with self._idle:
             self._in_flight += 1
         try:
-            many = len(self._feeds) >= PARSE_PROCESSES_FROM and cores() > 1
-            parsers = self._parsers if many else None
-            result = self.tracker.poll_feed_if_due(feed, self.owner, self._fetcher, parsers=parsers)
+            result = self.tracker.poll_feed_if_due(
+                feed, self.owner, self._fetcher, parsers=self._parsers
+            )
             if result is None:
                 return None
             self.stats.polls += 1
@@ -231,6 +233,7 @@ class Daemon:
             # claims are released; polls already recording finish and commit.
             log.warning("cancelling %d fetch(es) still running", self._in_flight)
             self._fetcher.cancel()
+            self._parsers.cancel()
             with self._idle:
                 self._idle.wait_for(lambda: self._in_flight == 0, SHUTDOWN_GRACE_S)
         log.info("stopped after %d polls", self.stats.polls)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import random
+import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -28,7 +29,7 @@ from tracker.events.feeds import GONE
 from tracker.eventstore import EventStore
 from tracker.fetch import Fetched, Fetcher, FetchFailed
 from tracker.parse import FeedParseError
-from tracker.parsepool import Parsed, parse_and_sight
+from tracker.parsepool import ParseCancelled, Parsed, parse_and_sight, parser_error
 from tracker.pollstate import (
     FeedRow,
     claim,
@@ -120,7 +121,8 @@ def fetch_feed(
     parse: Callable[[bytes, Mapping[str, str], str], Parsed] = parse_and_sight,
 ) -> Fetch:
     """The network half of a poll, and the parse; touches no database, so it can run in any
-    thread. `parse` may be a ParsePool's, to parse in another process."""
+    thread. `parse` may be a ParsePool's, to parse in another process. Once the fetcher is
+    cancelled (the poller is stopping) nothing more is parsed: the fetch ends cancelled."""
     url = state.url if state is not None else feed.url
     etag = state.etag if state is not None else None
     last_modified = state.last_modified if state is not None else None
@@ -133,10 +135,19 @@ def fetch_feed(
         return Fetch(feed, url, failure=FetchFailed("error", reason.rstrip(": ")), state=state)
     if fetched.not_modified:
         return Fetch(feed, url, fetched, state=state)
+    stopping = FetchFailed("cancelled", "cancelled: tracker is stopping")
+    if fetcher.cancelled:
+        return Fetch(feed, url, fetched, failure=stopping, state=state)
     try:
         parsed, seen = parse(fetched.body, fetched.headers, fetched.url)
-    except FeedParseError as failure:
-        return Fetch(feed, url, fetched, failure=failure, state=state)
+    except FeedParseError as refused:
+        return Fetch(feed, url, fetched, failure=refused, state=state)
+    except ParseCancelled:
+        return Fetch(feed, url, fetched, failure=stopping, state=state)
+    except Exception as error:  # noqa: BLE001 -- a bug of the parsing, not of the round
+        trace = traceback.format_exc()
+        broken = parser_error(fetched.url, type(error).__name__, str(error), trace)
+        return Fetch(feed, url, fetched, failure=broken, state=state)
     return Fetch(feed, url, fetched, parsed, sightings=seen, state=state)
 
 
@@ -200,7 +211,9 @@ def claim_feeds(
     with storage_errors(store.engine), store.engine.connect() as connection:
         connection = connection.execution_options(**WRITE)
         with connection.begin():
-            for feed in feeds:
+            # Rows locked in one order by every poller: two rounds whose feeds.yaml list the
+            # same feeds in other orders would otherwise deadlock on PostgreSQL.
+            for feed in sorted(feeds, key=lambda feed: feed.id):
                 # A scheduler's jitter may fire a moment before the feed is due: that still
                 # counts, or the feed would wait a whole extra interval.
                 due_within = min(feed.interval * 0.3, timedelta(minutes=1)) if only_if_due else None

@@ -42,6 +42,8 @@ POLL_PARALLELISM = 8
 # tracker.parsepool); a smaller one in its fetch threads, since starting the workers (some
 # 0.1 s each) would cost more than they save.
 PARSE_PROCESSES_FROM = 8
+# Tries at recording a definition whose stream other processes keep appending to.
+DEFINITION_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -231,15 +233,38 @@ class Tracker:
                     session.append(stream, [definition], version)
             recorded = [stream for stream, _, _ in due]
         except ConcurrencyError:
-            # Another process recorded some of them since we looked: the others one by one.
-            recorded = []
-            for stream, definition, version in due:
-                try:
-                    self.store.append(stream, [definition], version)
-                except ConcurrencyError:
-                    continue  # the stream moved: the other process recorded first
-                recorded.append(stream)
+            # Some streams moved since we looked: another process recorded a definition, or
+            # (a feed's stream) a poller its health. One by one, each read again first.
+            recorded = [
+                stream
+                for stream, change in changes.items()
+                if current.get(stream) != change
+                and self._record_definition(stream, change, metadata, kinds)
+            ]
         return sorted(stream.removeprefix(prefix) for stream in recorded)
+
+    def _record_definition(
+        self, stream: str, change: Any, metadata: dict[str, str], kinds: tuple[str, str]
+    ) -> bool:
+        """Append `change` to `stream` unless its newest definition says it already; whether
+        it was appended."""
+        from tracker.events import decode, encode
+
+        for _ in range(DEFINITION_ATTEMPTS):
+            version, newest = 0, None
+            for event in self.store.read_stream(stream):
+                version = max(version, event.stream_version)
+                if event.event_type in kinds:
+                    newest = event
+            if newest is not None and decode(newest) == change:
+                return False  # another process recorded it
+            try:
+                self.store.append(stream, [encode(change, metadata)], version)
+            except ConcurrencyError:
+                continue  # the stream moved again
+            return True
+        log.warning("%s: definition not recorded, the stream kept moving: at the next load", stream)
+        return False
 
     # -- views -----------------------------------------------------------------------------
 
@@ -495,15 +520,18 @@ class Tracker:
                 if not claimed:
                     batch = [waiting.popleft() for _ in range(min(parallel, len(waiting)))]
                     started_at = self._now()
+                    # Held from before the claims commit: a Ctrl-C as they return releases
+                    # them too (releasing a feed not claimed does nothing).
+                    held.update(feed.id for feed in batch)
                     states = claim_feeds(
                         self.store, batch, owner, started_at, only_if_due=only_if_due
                     )
                     for feed in batch:
                         state = states[feed.id]
                         if state is None:
+                            held.discard(feed.id)
                             results[feed.id] = PollResult(feed.id, "busy")
                         else:
-                            held.add(feed.id)
                             claimed.append((feed, started_at, state))
                     continue
                 feed, started_at, state = claimed.popleft()
@@ -528,7 +556,10 @@ class Tracker:
                     for feed in [*(c[0] for c in claimed), *waiting]:
                         results[feed.id] = PollResult(feed.id, "busy")
                 except BaseException:
-                    fetcher.cancel()  # Ctrl-C or a bug: stop the other fetches now
+                    # Ctrl-C or a bug: stop the other fetches, and the parses, now.
+                    fetcher.cancel()
+                    if parsers is not None:
+                        parsers.cancel()
                     raise
         finally:
             if parsers is not None:
@@ -579,8 +610,8 @@ class Tracker:
         try:
             parse = parsers.parse if parsers is not None else parse_and_sight
             fetched = fetch_feed(fetcher, feed, state, parse)
-            if fetched.cancelled:
-                return None
+            if fetched.cancelled or fetcher.cancelled:
+                return None  # stopping: even a poll done just now is not recorded
             result = Recorder(self.store, self._now, source).record(fetched, started_at, owner)
             recorded = True
             return result
