@@ -21,6 +21,7 @@ against events. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -586,6 +587,9 @@ def main(argv: list[str] | None = None) -> None:
             "runs": args.runs,
         }
         say = lambda line: print(line, flush=True)  # noqa: E731
+        # Whole commands are timed as users run them, from compiled modules: without this, a
+        # shell with PYTHONDONTWRITEBYTECODE set would compile tracker again in every process.
+        compileall.compile_dir(REPO / "src", quiet=1)
         by_size = {}
         with tempfile.TemporaryDirectory(prefix="tracker-bench-") as folder:
             for label in sizes:
