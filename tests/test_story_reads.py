@@ -30,7 +30,6 @@ from tracker.stories import (
     Source,
     Story,
     _merge_surnames,
-    newest_only,
 )
 
 NEWEST = 4  # fewer than the histories' storylines have, so that the terminal's story is cut
@@ -90,8 +89,7 @@ def check_story(tracker: Tracker, storyline_id: str) -> None:
     assert full.figure_changes == figure_changes_of(full.figures)
     assert {f.article_id for f in full.figures} <= {a.id for a in articles}
     assert sum(count for _, count in full.per_day) == len(articles)
-    with newest_only(NEWEST):
-        short = tracker.story(storyline_id)
+    short = tracker.story(storyline_id, newest=NEWEST)
     assert not short.complete and short.figures == () and short.per_day == ()
     assert short.articles == articles[-NEWEST:]
     same = ("article_count", "first_seen", "last_published", "last_updated", "sources")
@@ -223,8 +221,7 @@ def test_no_story_query_scans_a_view(tracker: Tracker) -> None:
     engine = tracker.store.engine
     sa.event.listen(engine, "before_cursor_execute", grab)
     try:
-        with newest_only(NEWEST):
-            tracker.story("essequibo")
+        tracker.story("essequibo", newest=NEWEST)
         tracker.stories()
     finally:
         sa.event.remove(engine, "before_cursor_execute", grab)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +21,6 @@ from tracker.cli import (
 )
 from tracker.render import TIMELINE_ROWS, article_lines, status_lines, stories_lines, story_lines
 from tracker.service import Tracker
-from tracker.stories import newest_only
 from tracker.terminal import printable
 
 
@@ -120,8 +118,8 @@ def story(
                 click.echo(printable(line), err=True)
             tracker.catch_up()
         # The terminal shows a storyline's newest articles only, so only those are read.
-        with nullcontext() if as_json else newest_only(TIMELINE_ROWS):
-            found = tracker.story(storyline_id, as_of, as_of_position)
+        newest = None if as_json else TIMELINE_ROWS
+        found = tracker.story(storyline_id, as_of, as_of_position, newest=newest)
         if as_of_position is not None and as_of_position > found.position:
             click.echo(
                 f"note: position {as_of_position} is past the end of the log "
@@ -371,8 +369,8 @@ def demo(database: str) -> None:
 
     path = Path(database)
     result = sample.run(path, say=lambda line: click.echo(printable(line)))
-    with _tracker(result.database_url) as tracker, newest_only(TIMELINE_ROWS):
-        found = tracker.story("essequibo")
+    with _tracker(result.database_url) as tracker:
+        found = tracker.story("essequibo", newest=TIMELINE_ROWS)
     click.echo("")
     click.echo("$ tracker story essequibo")
     click.echo("\n".join(story_lines(found)))

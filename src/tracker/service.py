@@ -331,9 +331,11 @@ class Tracker:
         storyline_id: str,
         as_of: datetime | None = None,
         as_of_position: int | None = None,
+        newest: int | None = None,
     ) -> Story:
         """A storyline as the views show it now, or as the log knew it at a time or position
-        (`tracker story ID [--as-of TIME | --as-of-position N]`)."""
+        (`tracker story ID [--as-of TIME | --as-of-position N]`). `newest`: only that many of
+        its newest articles, all the terminal shows (stories.story)."""
         from tracker import stories
         from tracker.reading import read_past
         from tracker.views import BY_NAME
@@ -345,7 +347,7 @@ class Tracker:
         if as_of is None and as_of_position is None:
             return self._read_views(  # type: ignore[no-any-return]
                 main + per_article,
-                lambda s: stories.story(s, storyline_id),
+                lambda s: stories.story(s, storyline_id, newest=newest),
                 empty=lambda: stories.no_storyline(storyline_id),
             )
         if as_of is not None:
@@ -370,7 +372,7 @@ class Tracker:
         return read_past(
             self.store,
             main,
-            lambda s: stories.story(s, storyline_id, as_of, past=True),
+            lambda s: stories.story(s, storyline_id, as_of, past=True, newest=newest),
             until_position=position,
             later=per_article,
             streams_for_later=lambda s: stories.member_ids(s, storyline_id),

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -34,22 +32,6 @@ from tracker.summary import RECENT_ARTICLES, SourceText, summarise
 
 KEY_FIGURE_GROUPS = 5
 TOP_ENTITIES = 12
-# How many of its newest articles a story read for the terminal carries; None: every member
-# and every figure, as `--json` documents. Set by `newest_only` around a call of the facade,
-# whose `story` takes no such argument.
-_NEWEST: ContextVar[int | None] = ContextVar("tracker_story_newest", default=None)
-
-
-@contextmanager
-def newest_only(count: int) -> Iterator[None]:
-    """Stories read meanwhile carry only their newest `count` articles, and neither the list
-    of figures nor the articles per day: all that the terminal shows, without reading every
-    member. They cannot be printed as JSON."""
-    token = _NEWEST.set(count)
-    try:
-        yield
-    finally:
-        _NEWEST.reset(token)
 
 
 class UnknownStoryline(UsageError):
@@ -146,7 +128,7 @@ class Story:
     head: int  # the log's last position when read
     as_of: datetime | None = None
     past: bool = False  # built as the log stood at `position` (--as-of, --as-of-position)
-    complete: bool = True  # every member and figure; False when read by `newest_only`
+    complete: bool = True  # every member and figure; False when read for its newest only
 
     def as_json_object(self) -> dict[str, Any]:
         """The documented JSON form (README: `tracker story --json`)."""
@@ -293,10 +275,17 @@ def no_storyline(storyline_id: str) -> Story:
 
 
 def story(
-    snapshot: Snapshot, storyline_id: str, as_of: datetime | None = None, past: bool = False
+    snapshot: Snapshot,
+    storyline_id: str,
+    as_of: datetime | None = None,
+    past: bool = False,
+    newest: int | None = None,
 ) -> Story:
+    """A storyline as the snapshot shows it. `newest`: carry only that many of its newest
+    articles, and neither the list of figures nor the articles per day: all the terminal
+    shows, without reading every member (such a story cannot be printed as JSON). None: every
+    member and every figure, as `--json` documents."""
     row = _storyline_row(snapshot, storyline_id)
-    newest = _NEWEST.get()
     first_seen, last_published, last_revised = _span(snapshot, storyline_id)
     sources = _sources(snapshot, storyline_id)
     recent = _newest(snapshot, storyline_id, max(newest or 0, RECENT_ARTICLES))
