@@ -23,7 +23,7 @@ def polled(tracker: Tracker, **filters: Any) -> list[RecordedEvent]:
 
 def clean_env() -> dict[str, str]:
     """This process's environment without TRACKER_* settings that would leak into a test."""
-    dropped = ("TRACKER_DATABASE_URL", "TRACKER_CONFIG")
+    dropped = ("TRACKER_DATABASE_URL", "TRACKER_CONFIG", "TRACKER_CHECKPOINT_KEY")
     return {k: v for k, v in os.environ.items() if k not in dropped}
 
 
@@ -34,9 +34,7 @@ def run_tracker(
 
     The caller's TRACKER_* settings are dropped so that each test says which database it means.
     """
-    full_env = {
-        k: v for k, v in os.environ.items() if k not in ("TRACKER_DATABASE_URL", "TRACKER_CONFIG")
-    }
+    full_env = clean_env()
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "tracker", *args],

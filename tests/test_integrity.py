@@ -138,7 +138,7 @@ def test_cutting_off_the_newest_events_is_what_the_plain_chain_cannot_see(
         with tracker.store.engine.begin() as connection:
             connection.exec_driver_sql("DELETE FROM events WHERE position = 5")
         report = tracker.verify()
-    # Documented in integrity.py and the README; issue #6 adds keyed checkpoints for it.
+    # Documented in integrity.py and the README; checkpoints catch it (test_checkpoints.py).
     assert report.ok and report.checked == 4
 
 

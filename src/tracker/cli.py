@@ -8,12 +8,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from tracker import __version__
-from tracker.errors import ConfigError, TrackerError
+from tracker.checkpoints import checkpoint_key, read_checkpoints
+from tracker.errors import ConfigError, TrackerError, UsageError
 from tracker.records import RecordedEvent
 from tracker.service import Tracker
 from tracker.settings import (
@@ -87,6 +89,7 @@ def cli() -> None:
       tracker story essequibo          where a storyline stands
       tracker events --limit 20        the first 20 events in the log
       tracker verify                   check the log's hash chain
+      tracker checkpoint -o FILE       keep the chain's head outside the database
       tracker config check             check feeds.yaml
     """
 
@@ -291,40 +294,54 @@ def daemon(
 
 
 @cli.command()
+@click.option(
+    "--checkpoints",
+    "checkpoint_files",
+    multiple=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Also check the log against the checkpoints in FILE (see `tracker checkpoint`); "
+    "may be given more than once.",
+)
 @json_option
 @database_url_option
-def verify(as_json: bool, database_url: str | None) -> None:
+def verify(checkpoint_files: tuple[str, ...], as_json: bool, database_url: str | None) -> None:
     """Check the log's hash chain from the first event to the last.
 
     Each event's hash covers its content and the previous event's hash, so an event changed or
     reordered behind tracker's back, or deleted from before the newest, breaks the chain there.
-    Exits 1 if it is broken, naming the first bad position.
+    The chain alone cannot catch a rewrite that recomputes every later hash, nor the newest
+    events deleted: checkpoints kept elsewhere (--checkpoints) catch both. Exits 1 if the log
+    fails, naming the first bad position.
 
     \b
-    Example:
+    Examples:
       tracker verify
+      tracker verify --checkpoints /mnt/elsewhere/tracker-checkpoints.jsonl
     """
-    with _tracker(database_url) as tracker:
-        if sys.stderr.isatty() and not as_json:
-            with click.progressbar(
-                length=tracker.head_position(), label="verifying", file=sys.stderr
-            ) as bar:
-                report = tracker.verify(progress=bar.update)
-        else:
-            report = tracker.verify()
+    key = checkpoint_key()
+    checkpoints = [found for path in checkpoint_files for found in read_checkpoints(path, key)]
+    with (
+        _tracker(database_url) as tracker,
+        _progress(tracker.head_position(), "verifying", as_json) as progress,
+    ):
+        report = tracker.verify(progress=progress, checkpoints=checkpoints)
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "ok": report.ok,
                     "checked": report.checked,
+                    "checkpoints": len(checkpoints),
                     "first_bad_position": report.first_bad_position,
                     "problem": report.problem,
                 }
             )
         )
     elif report.ok:
-        click.echo(f"verified {report.checked} events: the hash chain is intact")
+        count = len(checkpoints)
+        matched = f", and matches {count} checkpoint{'s' * (count != 1)}" if count else ""
+        click.echo(f"verified {report.checked} events: the hash chain is intact{matched}")
     else:
         click.echo(
             f"chain broken at position {report.first_bad_position}: {report.problem} "
@@ -332,6 +349,70 @@ def verify(as_json: bool, database_url: str | None) -> None:
         )
     if not report.ok:
         raise SystemExit(1)
+
+
+@cli.command()
+@click.option(
+    "--output",
+    "-o",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append the checkpoint to FILE (one JSON object per line), verifying the log only on "
+    "from FILE's newest checkpoint; without it, print the checkpoint.",
+)
+@json_option
+@database_url_option
+def checkpoint(output: Path | None, as_json: bool, database_url: str | None) -> None:
+    """Record where the log's hash chain stands, to keep outside the database.
+
+    A checkpoint is the position and hash of the newest event. Kept where whoever can write to
+    the database cannot reach it, it lets `tracker verify --checkpoints FILE` catch what the
+    chain alone cannot: a log rewritten from some event on with every later hash recomputed,
+    or its newest events deleted. The chain is verified before a checkpoint is taken. With
+    TRACKER_CHECKPOINT_KEY set, checkpoints are signed (HMAC-SHA256) and verify then refuses
+    any that is unsigned or signed with another key.
+
+    \b
+    Examples:
+      tracker checkpoint --output /mnt/elsewhere/tracker-checkpoints.jsonl   # daily, from cron
+      tracker checkpoint > head.json
+    """
+    key = checkpoint_key()
+    previous = None
+    if output is not None and output.exists() and output.stat().st_size:
+        previous = max(read_checkpoints(output, key), key=lambda found: found.position)
+    with _tracker(database_url) as tracker:
+        to_check = tracker.head_position() - (previous.position if previous else 0)
+        with _progress(to_check, "verifying", as_json or output is None) as progress:
+            taken = tracker.checkpoint(key, previous, progress)
+    if output is None:
+        click.echo(taken.line())
+        return
+    try:
+        with output.open("a", encoding="utf-8") as kept:
+            kept.write(taken.line() + "\n")
+            kept.flush()
+            os.fsync(kept.fileno())
+    except OSError as error:
+        raise UsageError(f"{output}: cannot write the checkpoint: {error.strerror}") from None
+    if as_json:
+        click.echo(taken.line())
+    else:
+        signed = "signed, " if taken.signature else ""
+        click.echo(
+            f"checkpoint at position {taken.position} ({signed}{taken.hash[:12]}…) "
+            f"appended to {output}"
+        )
+
+
+@contextmanager
+def _progress(length: int, label: str, quiet: bool) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on a terminal's stderr, none for scripts."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
 @cli.group()

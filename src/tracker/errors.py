@@ -6,6 +6,7 @@
     ├── StorageError             the database cannot be reached, opened or written (exit 1)
     │   ├── SchemaError          the database's schema is not the one this tracker expects
     │   └── CorruptEventError    a stored event cannot be decoded (changed behind our back)
+    ├── CheckpointError          a checkpoint is forged or contradicts another
     ├── ConcurrencyError         a stream's version was not the expected one; nothing was written
     └── DuplicateEventError      a batch holds events already in the log, but is no plain retry
 
@@ -43,6 +44,10 @@ class SchemaError(StorageError):
 
 class CorruptEventError(StorageError):
     pass
+
+
+class CheckpointError(TrackerError):
+    """Checkpoints that cannot be trusted: a signature that does not match, or two that disagree."""
 
 
 class ConcurrencyError(TrackerError):

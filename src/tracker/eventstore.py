@@ -627,10 +627,13 @@ class EventStore:
             for row in rows:
                 yield recorded_event(row)
 
-    def read_chain(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[ChainRow]:
-        """Every row exactly as stored, in position order, for checking the hash chain."""
+    def read_chain(
+        self, after: int = 0, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[ChainRow]:
+        """Every row after a position exactly as stored, in position order, for checking the
+        hash chain."""
         query = sa.select(*self._envelope, events.c.hash).order_by(events.c.position)
-        for rows in self._batches(query, events.c.position, 0, batch_size, None):
+        for rows in self._batches(query, events.c.position, after, batch_size, None):
             for row in rows:
                 yield chain_row(row)
 

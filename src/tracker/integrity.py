@@ -5,14 +5,14 @@ before it in global order; the first event chains from GENESIS. Changing or reor
 event, or deleting one that has events after it, therefore breaks the chain at that position.
 The chain cannot tell that the newest events were cut off, and does not stop someone who can
 rewrite every later hash too: it is evidence against accidents and casual edits, not a
-signature.
+signature. Checkpoints kept elsewhere (tracker.checkpoints) close both gaps.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -96,6 +96,8 @@ class ChainReport:
     checked: int
     first_bad_position: int | None = None
     problem: str | None = None
+    # The position and hash of the last event found sound, None if there was none.
+    last: tuple[int, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -103,12 +105,22 @@ class ChainReport:
 
 
 def verify_chain(
-    rows: Iterable[ChainRow], progress: Callable[[int], None] | None = None
+    rows: Iterable[ChainRow],
+    progress: Callable[[int], None] | None = None,
+    anchors: Mapping[int, str] | None = None,
+    after: tuple[int, str] = (0, GENESIS),
 ) -> ChainReport:
-    """Walk rows in position order; stop at the first one that breaks the chain."""
-    previous_hash = GENESIS
-    expected_position = 1
+    """Walk rows in position order; stop at the first one that breaks the chain.
+
+    `anchors` maps positions to the hashes checkpoints recorded for them: a row with another
+    hash there, or a log that ends before one of them, was rewritten or cut short. `after` is
+    the position and hash the rows follow on from (the start of the log by default).
+    """
+    anchors = anchors or {}
+    previous_hash = after[1]
+    expected_position = after[0] + 1
     checked = 0
+    last: tuple[int, str] | None = None
     for row in rows:
         if row.position != expected_position:
             what = "missing" if row.position > expected_position else "out of order"
@@ -116,6 +128,7 @@ def verify_chain(
                 checked,
                 expected_position,
                 f"event at position {expected_position} is {what} (next stored is {row.position})",
+                last,
             )
         if chain_hash(previous_hash, row) != row.hash:
             return ChainReport(
@@ -123,12 +136,32 @@ def verify_chain(
                 row.position,
                 f"event at position {row.position} does not match its hash "
                 "(its content, or an earlier event's, was changed)",
+                last,
+            )
+        anchor = anchors.get(row.position)
+        if anchor is not None and anchor != row.hash:
+            return ChainReport(
+                checked,
+                row.position,
+                f"event at position {row.position} does not have the hash its checkpoint "
+                "recorded (the log was rewritten at or before it)",
+                last,
             )
         previous_hash = row.hash
         expected_position += 1
         checked += 1
+        last = (row.position, row.hash)
         if progress is not None and checked % 10_000 == 0:
             progress(10_000)
     if progress is not None and checked % 10_000:
         progress(checked % 10_000)
-    return ChainReport(checked)
+    beyond = [position for position in anchors if position >= expected_position]
+    if beyond:
+        return ChainReport(
+            checked,
+            expected_position,
+            f"the log ends at position {expected_position - 1}, but a checkpoint recorded "
+            f"position {max(beyond)} (events were deleted)",
+            last,
+        )
+    return ChainReport(checked, last=last)

@@ -7,16 +7,17 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
+from tracker.checkpoints import Checkpoint, make_checkpoint
 from tracker.config import Config, FeedConfig, load_config
 from tracker.database import create_engine, current_revision, describe, ensure_schema
-from tracker.errors import ConcurrencyError, TrackerError, UsageError
+from tracker.errors import CheckpointError, ConcurrencyError, TrackerError, UsageError
 from tracker.eventstore import Clock, EventStore
 from tracker.integrity import ChainReport, verify_chain
 from tracker.records import RecordedEvent
@@ -645,12 +646,62 @@ class Tracker:
     def head_position(self) -> int:
         return self.store.head_position()
 
-    def verify(self, progress: Callable[[int], None] | None = None) -> ChainReport:
-        """Walk the whole log checking the hash chain (`tracker verify`).
+    def verify(
+        self,
+        progress: Callable[[int], None] | None = None,
+        checkpoints: Sequence[Checkpoint] = (),
+    ) -> ChainReport:
+        """Walk the whole log checking the hash chain (`tracker verify`), and that it still
+        holds, and reaches, the hashes the given checkpoints recorded.
 
         `progress` is called with the number of events checked since its last call.
         """
-        return verify_chain(self.store.read_chain(), progress)
+        anchors = {checkpoint.position: checkpoint.hash for checkpoint in checkpoints}
+        return verify_chain(self.store.read_chain(), progress, anchors)
+
+    def checkpoint(
+        self,
+        key: bytes | None,
+        previous: Checkpoint | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Checkpoint:
+        """A checkpoint of the newest event (`tracker checkpoint`), taken only once the chain up
+        to it is verified: from the start, or on from `previous`, the newest checkpoint kept.
+
+        CheckpointError, and no checkpoint, if the chain is broken; UsageError if the log is
+        empty.
+        """
+        if previous is None:
+            report = verify_chain(self.store.read_chain(), progress)
+        else:
+            rows = self.store.read_chain(after=previous.position - 1)
+            first = next(rows, None)
+            if first is None or first.position != previous.position:
+                report = ChainReport(
+                    0,
+                    previous.position,
+                    f"the log no longer reaches position {previous.position}, recorded by the "
+                    "newest checkpoint (events were deleted)",
+                )
+            elif first.hash != previous.hash:
+                report = ChainReport(
+                    0,
+                    previous.position,
+                    f"event at position {previous.position} does not have the hash its "
+                    "checkpoint recorded (the log was rewritten at or before it)",
+                )
+            else:
+                after = (previous.position, previous.hash)
+                report = verify_chain(rows, progress, after=after)
+                report = replace(report, last=report.last or after)
+        if not report.ok:
+            raise CheckpointError(
+                f"no checkpoint taken: the chain is broken at position "
+                f"{report.first_bad_position}: {report.problem}"
+            )
+        if report.last is None:
+            raise UsageError("the log is empty: there is nothing to checkpoint yet")
+        return make_checkpoint(*report.last, self._now(), key)
 
 
 def _utc(moment: datetime) -> datetime:
