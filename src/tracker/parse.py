@@ -100,6 +100,16 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+_WEB_SCHEME = re.compile(r"\s*https?:", re.IGNORECASE)
+
+
+def _web_url(value: Any) -> str | None:
+    # Only http(s) links are kept (feedparser has made relative ones absolute): a
+    # `javascript:` or `data:` link would be live in any page built from our JSON output.
+    text = _text(value)
+    return text if _WEB_SCHEME.match(text) else None
+
+
 def _entry(entry: Any) -> ParsedEntry:
     contents = entry.get("content") or []
     content = next((_text(c.get("value")) for c in contents if "html" in c.get("type", "")), None)
@@ -117,12 +127,12 @@ def _entry(entry: Any) -> ParsedEntry:
         *(entry.get("media_thumbnail") or []),
         *(entry.get("enclosures") or []),
     ):
-        media_url = _text(item.get("url") or item.get("href"))
+        media_url = _web_url(item.get("url") or item.get("href"))
         if media_url and media_url not in media_urls:
             media_urls.append(media_url)
     return ParsedEntry(
         guid=_text(entry.get("id")) or None,
-        link=_text(entry.get("link")) or None,
+        link=_web_url(entry.get("link")),
         title=_text(entry.get("title")),
         summary=_text(entry.get("summary")),
         content=content,
