@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -379,6 +382,40 @@ def test_a_feed_another_poller_holds_is_skipped_not_polled_twice(
         assert result.line() == "upi-top: skipped: another poller is polling it right now"
         assert len(polled(tracker)) == 0
     assert feed_server.requests_to("/upi-top.rss") == []
+
+
+def a_dead_process() -> int:
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(ended.stdout)
+
+
+@pytest.mark.parametrize(
+    ("holder", "skipped"),
+    [
+        (lambda: f"{socket.gethostname()}:{a_dead_process()}:0a1b2c", False),
+        (lambda: f"{socket.gethostname()}:{os.getpid()}:0a1b2c", True),
+        (lambda: "another-machine:1:0a1b2c", True),
+    ],
+    ids=["dead-here", "alive-here", "another-machine"],
+)
+def test_the_claims_of_a_poller_killed_on_this_machine_do_not_hold_up_the_next(
+    settings: Settings, feed_server: FeedServer, holder: Callable[[], str], skipped: bool
+) -> None:
+    feed_server.routes["/upi-top.rss"] = feed("upi-top.rss")
+    configure(settings, feed_server, "/upi-top.rss")
+    with Tracker(settings) as tracker:
+        config = tracker.check_config()
+        assert claim_feed(tracker.store, config.feeds[0], holder(), datetime.now(UTC))
+        (result,) = tracker.poll()
+    if skipped:
+        assert result.outcome == "busy"
+    else:
+        assert result.line() == "upi-top: 2 new"
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,8 @@ tracker.parsepool), so that a parse has a deadline and stopping never waits for 
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import threading
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -28,6 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from tracker.config import Config, FeedConfig
 from tracker.errors import ConfigError, TrackerError
 from tracker.fetch import Fetcher
+from tracker.owners import process_owner
 from tracker.parsepool import ParsePool
 from tracker.service import POLL_PARALLELISM, Tracker
 
@@ -49,7 +47,7 @@ class Daemon:
         self, tracker: Tracker, parallelism: int = POLL_PARALLELISM, owner: str | None = None
     ) -> None:
         self.tracker = tracker
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.owner = owner or process_owner()
         self.stats = DaemonStats()
         self._parallelism = parallelism
         self._fetcher = Fetcher()

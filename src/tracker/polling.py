@@ -33,6 +33,7 @@ from tracker.parsepool import ParseCancelled, Parsed, parse_and_sight, parser_er
 from tracker.pollstate import (
     FeedRow,
     claim,
+    dead_claims,
     known_articles,
     load_feed,
     load_feeds,
@@ -211,9 +212,12 @@ def claim_feeds(
     with storage_errors(store.engine), store.engine.connect() as connection:
         connection = connection.execution_options(**WRITE)
         with connection.begin():
+            dead = dead_claims(connection, [feed.id for feed in feeds])
             # Rows locked in one order by every poller: two rounds whose feeds.yaml list the
             # same feeds in other orders would otherwise deadlock on PostgreSQL.
             for feed in sorted(feeds, key=lambda feed: feed.id):
+                if feed.id in dead:
+                    release(connection, feed.id, dead[feed.id])
                 # A scheduler's jitter may fire a moment before the feed is due: that still
                 # counts, or the feed would wait a whole extra interval.
                 due_within = min(feed.interval * 0.3, timedelta(minutes=1)) if only_if_due else None

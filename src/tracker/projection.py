@@ -15,10 +15,7 @@ pointer and the tables in one snapshot (tracker.reading).
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +31,7 @@ from tracker.encoding import stored_time
 from tracker.errors import SchemaError, StorageError
 from tracker.events import decode
 from tracker.eventstore import EventStore
+from tracker.owners import alive
 from tracker.records import RecordedEvent
 from tracker.schema import projections
 
@@ -220,27 +218,8 @@ def rebuilding(row: sa.Row[Any], moment: datetime) -> bool:
         row.rebuilding_by is not None
         and row.rebuilding_until is not None
         and stored_time(row.rebuilding_until) > moment
-        and _alive(row.rebuilding_by) is not False
+        and alive(row.rebuilding_by) is not False
     )
-
-
-def replay_owner() -> str:
-    """Who a replay is, as its lease names it: host, process id, and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def _alive(owner: str) -> bool | None:
-    """Whether the process named by `owner` runs; None when it is another machine's."""
-    parts = owner.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return None
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process, alive
-    return True
 
 
 def ensure_rows(connection: sa.Connection, names: Iterable[str]) -> None:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from tracker.errors import StorageError, TrackerError
 from tracker.eventstore import EventStore
+from tracker.owners import process_owner
 from tracker.projection import (
     Progress,
     Projector,
@@ -38,7 +39,6 @@ from tracker.projection import (
     now,
     point_sql_views,
     rebuilding,
-    replay_owner,
     tables_of,
     writing,
 )
@@ -77,7 +77,7 @@ def replay(
     """Rebuild the projections from the whole log into fresh tables, then swap them in."""
     engine = store.engine
     started = time.monotonic()
-    owner = replay_owner()
+    owner = process_owner()
     names = [projector.name for projector in projectors]
     generations = _lease(store, projectors, owner)
     try:

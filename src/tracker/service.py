@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -20,6 +19,7 @@ from tracker.database import create_engine, current_revision, describe, ensure_s
 from tracker.errors import CheckpointError, ConcurrencyError, TrackerError, UsageError
 from tracker.eventstore import Clock, EventStore
 from tracker.integrity import ChainReport, verify_chain
+from tracker.owners import process_owner
 from tracker.records import RecordedEvent
 from tracker.schema import SCHEMA_REVISION
 from tracker.settings import Settings
@@ -501,7 +501,7 @@ class Tracker:
         own_fetcher = fetcher is None
         fetcher = fetcher or Fetcher()
         recorder = Recorder(self.store, self._now, source)
-        owner = f"{source}:{uuid.uuid4().hex[:8]}"
+        owner = process_owner()
         # A feed a daemon is polling right now is skipped; one named or --all is polled even if
         # not due, but never twice at once.
         only_if_due = not (feed_ids or every)
