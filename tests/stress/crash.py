@@ -118,9 +118,13 @@ class Fixture:
                 found[article_stream("guid", f"stress-{feed}-{article}")] = revisions
         return found
 
+    def current(self) -> int:
+        """The generation served now."""
+        return self.generation
+
     def route(self, feed: int) -> object:
         def reply(request: Request) -> Reply:
-            body = self.body(feed, self.generation)
+            body = self.body(feed, self.current())
             # Sent in pieces, so that a round takes long enough for kills to land inside it.
             headers = {"Content-Type": "application/rss+xml; charset=utf-8"}
             return Reply(200, body, headers, chunks=4, drip_s=0.04)
@@ -153,7 +157,7 @@ def run(
     """Run `trials` trials; raise Failed at the first whose checks fail."""
     rng = random.Random(seed)
     fixture = Fixture(seed)
-    with _workdir(workdir) as folder, FeedServer() as server:
+    with work_folder(workdir) as folder, FeedServer() as server:
         url = database_url or f"sqlite:///{folder / 'tracker.db'}"
         config = folder / "feeds.yaml"
         lines = ["feeds:"]
@@ -166,7 +170,7 @@ def run(
         env = {**os.environ, "TRACKER_DATABASE_URL": url, "TRACKER_CONFIG": str(config)}
         env.pop("TRACKER_CHECKPOINT_KEY", None)
         settings = Settings(url, config)
-        _tracker(env, "poll", "--all")  # generation 0, seen whole
+        tracker_command(env, "poll", "--all")  # generation 0, seen whole
         done: list[Trial] = []
         for number in range(1, trials + 1):
             fixture.generation = number
@@ -175,7 +179,7 @@ def run(
             delay = rng.uniform(0.2, 2.5) if kind == "replay" else rng.uniform(0.3, 3.0)
             _killed(env, kind, delay)
             at_kill = _head(settings)
-            _tracker(env, "poll", "--all")  # the restart: this generation seen whole
+            tracker_command(env, "poll", "--all")  # the restart: this generation seen whole
             trial = Trial(number, kind, round(delay, 2), before, at_kill, _head(settings))
             trial.problems = check(settings, env, fixture.expected(number))
             done.append(trial)
@@ -190,7 +194,7 @@ def run(
 
 
 @contextmanager
-def _workdir(folder: Path | None) -> Iterator[Path]:
+def work_folder(folder: Path | None) -> Iterator[Path]:
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         yield folder
@@ -199,7 +203,7 @@ def _workdir(folder: Path | None) -> Iterator[Path]:
         yield Path(made)
 
 
-def _tracker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def tracker_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "tracker", *args],
         env=env,
@@ -272,21 +276,23 @@ def check(settings: Settings, env: dict[str, str], expected: dict[str, int]) -> 
     )
     if verify.returncode != 0:
         problems.append(f"tracker verify: {verify.stdout.strip()} {verify.stderr.strip()}")
-    views = _views(env)
-    _tracker(env, "replay")
-    if _views(env) != views:
+    views = shown_views(env)
+    tracker_command(env, "replay")
+    if shown_views(env) != views:
         problems.append("the views differ from those a fresh replay builds")
     return problems[:10]
 
 
-def _views(env: dict[str, str]) -> list[object]:
-    shown = [json.loads(_tracker(env, "stories", "--json").stdout)]
-    shown += [json.loads(_tracker(env, "story", name, "--json").stdout) for name in STORYLINES]
+def shown_views(env: dict[str, str]) -> list[object]:
+    shown = [json.loads(tracker_command(env, "stories", "--json").stdout)]
+    shown += [
+        json.loads(tracker_command(env, "story", name, "--json").stdout) for name in STORYLINES
+    ]
     return shown
 
 
 @contextmanager
-def _schema_of_its_own(url: str | None) -> Iterator[str | None]:
+def schema_of_its_own(url: str | None) -> Iterator[str | None]:
     """On PostgreSQL, a fresh schema for the run, dropped after it."""
     if url is None or not url.startswith("postgresql"):
         yield url
@@ -316,7 +322,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON summary at the end")
     options = parser.parse_args()
     try:
-        with _schema_of_its_own(options.database_url) as url:
+        with schema_of_its_own(options.database_url) as url:
             done = run(
                 options.trials,
                 url,
