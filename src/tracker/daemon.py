@@ -12,10 +12,12 @@ tracker.parsepool), so that a parse has a deadline and stopping never waits for 
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -23,7 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from tracker.config import Config, FeedConfig
-from tracker.errors import ConfigError, TrackerError
+from tracker.errors import ConfigError, StorageError, TrackerError
 from tracker.fetch import Fetcher
 from tracker.owners import process_owner
 from tracker.parsepool import ParsePool
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 4.0
 # At most this much jitter (and never more than a tenth of the interval).
 MAX_JITTER_S = 60.0
+MAX_RETRY_S = 60.0  # the longest wait between tries while the database is unavailable
 
 
 @dataclass
@@ -68,6 +71,8 @@ class Daemon:
         self._idle = threading.Condition()
         self._catch_up_wanted = threading.Event()
         self._catching_up = threading.Lock()
+        self._outage_since: float | None = None  # monotonic time of the first refused poll
+        self._refused: dict[str, int] = {}  # polls refused in a row, by feed
 
     # -- scheduling ----------------------------------------------------------------------------
 
@@ -112,11 +117,16 @@ class Daemon:
             if result is None:
                 return None
             self.stats.polls += 1
+            self._database_back(feed)
             log.info("%s", result.line())
             self.catch_up()
             return result.line()
+        except StorageError as error:
+            # The database is down, read-only or full: nothing was recorded. Say so once per
+            # outage and try this feed again soon, backing off, rather than an interval later.
+            self._retry(feed, self._database_failed(feed, error))
+            return f"{feed.id}: not polled: {error}"
         except TrackerError as error:
-            # The database is down or refused: say so and carry on; the next run retries.
             log.error("%s: %s", feed.id, error)
             return f"{feed.id}: not polled: {error}"
         except Exception:
@@ -126,6 +136,40 @@ class Daemon:
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
+
+    def _database_failed(self, feed: FeedConfig, error: StorageError) -> float:
+        """Note a poll the database refused; the seconds to wait before trying the feed again
+        (2, 4, 8 ... up to a minute, with jitter, as its failures go on)."""
+        with self._idle:
+            failures = self._refused.get(feed.id, 0) + 1
+            self._refused[feed.id] = failures
+            first = self._outage_since is None
+            if first:
+                self._outage_since = time.monotonic()
+        delay = min(MAX_RETRY_S, 2.0 ** min(failures, 6)) * random.uniform(0.8, 1.2)
+        if first:
+            log.error("%s: %s; polls are retried with backoff until it is back", feed.id, error)
+        else:
+            log.debug("%s: %s; retrying in %.0f s", feed.id, error, delay)
+        return delay
+
+    def _database_back(self, feed: FeedConfig) -> None:
+        if self._outage_since is None and not self._refused:
+            return
+        with self._idle:
+            self._refused.pop(feed.id, None)
+            since, self._outage_since = self._outage_since, None
+        if since is not None:
+            log.warning("the database is back after %.0f s", time.monotonic() - since)
+
+    def _retry(self, feed: FeedConfig, delay: float) -> None:
+        """Run the feed's job again after `delay` seconds, unless it runs sooner anyway."""
+        job = self._scheduler.get_job(feed.id)
+        if job is None or self._stop.is_set():
+            return  # not scheduled (a round run by hand), or stopping
+        when = _now() + timedelta(seconds=delay)
+        if job.next_run_time is None or when < job.next_run_time:
+            job.modify(next_run_time=when)
 
     def poll_round(self) -> list[str]:
         """Run the poll job once for every enabled feed, in parallel, without the scheduler

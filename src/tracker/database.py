@@ -7,6 +7,7 @@ one database. Everything dialect-specific about connecting lives here.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -151,14 +152,73 @@ def storage_errors(engine: Engine) -> Iterator[None]:
     try:
         yield
     except DBAPIError as error:
-        raise StorageError(f"{describe(engine.url)}: {_reason(error.orig)}") from error
+        _forget_read_only(engine, error.orig)
+        raise StorageError(f"{describe(engine.url)}: {_reason(engine, error.orig)}") from error
     except engine.dialect.loaded_dbapi.Error as error:
-        raise StorageError(f"{describe(engine.url)}: {_reason(error)}") from error
+        _forget_read_only(engine, error)
+        raise StorageError(f"{describe(engine.url)}: {_reason(engine, error)}") from error
 
 
-def _reason(error: BaseException | None) -> str:
+def _forget_read_only(engine: Engine, error: BaseException | None) -> None:
+    # SQLite opens a file it may not write read-only, and a pooled connection stays so after
+    # the file is writable again: drop the pool, so the next try opens the file afresh.
+    if engine.dialect.name == "sqlite" and "attempt to write a readonly database" in str(error):
+        engine.dispose()
+
+
+def _reason(engine: Engine, error: BaseException | None) -> str:
     lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    reason = lines[0] if lines else type(error).__name__
+    if engine.dialect.name == "sqlite":
+        hint = None
+        if reason in _SQLITE_CANNOT_WRITE:
+            hint = _why_not_writable(engine.url.database)
+        elif reason in _SQLITE_IO:
+            hint = _why_io(engine.url.database)
+        if hint:
+            reason = f"{reason} ({hint})"
+    return reason
+
+
+# SQLite's words when the file cannot be written, or (in WAL mode, which needs its -shm file)
+# cannot even be opened, with no word of why.
+_SQLITE_CANNOT_WRITE = {"unable to open database file", "attempt to write a readonly database"}
+
+
+# What SQLite says when a write fails for want of space: "full" when the database file cannot
+# grow, "disk I/O error" when its journal or shared-memory file cannot.
+_SQLITE_IO = {"disk I/O error", "database or disk is full"}
+_LITTLE_SPACE = 4 * 1024 * 1024
+
+
+def _why_io(database: str | None) -> str | None:
+    if not database or database == ":memory:":
+        return None
+    folder = Path(database).parent
+    try:
+        found = os.statvfs(folder)
+    except OSError:
+        return None
+    if found.f_bavail * found.f_frsize < _LITTLE_SPACE:
+        return f"no space left on the file system of {folder}"
+    return None
+
+
+def _why_not_writable(database: str | None) -> str | None:
+    if not database or database == ":memory:":
+        return None
+    path = Path(database)
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"{folder} is on a read-only file system"
+    except OSError:
+        return f"{folder} cannot be read"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only"
+    if not os.access(folder, os.W_OK):
+        return f"{folder} is read-only"
+    return None
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -97,7 +97,8 @@ class _Statements:
         )
         self.claim = (
             f"UPDATE feed_state SET claimed_by = {mark}, claimed_until = {mark} "
-            f"WHERE feed_id = {mark} AND (claimed_until IS NULL OR claimed_until < {mark})"
+            f"WHERE feed_id = {mark} AND (claimed_until IS NULL OR claimed_until < {mark} "
+            f"OR claimed_by = {mark})"
         )
         self.claim_if_due = (
             f"{self.claim} AND (configured_url != {mark} OR (state != {mark} AND "
@@ -269,7 +270,9 @@ def claim(
     statements = _statements(connection)
     connection.exec_driver_sql(statements.insert_feed, tuple(statements.feed_values(row)))
     time = statements.time
-    claiming = (owner, time(until), row.feed_id, time(now))
+    # A poller may take again a claim of its own that it could not release (the database
+    # went away as it recorded).
+    claiming = (owner, time(until), row.feed_id, time(now), owner)
     if due_within is None:
         result = connection.exec_driver_sql(statements.claim, claiming)
     else:

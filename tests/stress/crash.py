@@ -240,6 +240,23 @@ def _head(settings: Settings) -> int:
 
 
 def check(settings: Settings, env: dict[str, str], expected: dict[str, int]) -> list[str]:
+    """What is wrong with the log, `tracker verify`, and the views against a fresh replay."""
+    problems = log_problems(settings, expected)
+    verify = subprocess.run(
+        [sys.executable, "-m", "tracker", "verify"], env=env, capture_output=True, text=True
+    )
+    if verify.returncode != 0:
+        problems.append(f"tracker verify: {verify.stdout.strip()} {verify.stderr.strip()}")
+    views = shown_views(env)
+    tracker_command(env, "replay")
+    if shown_views(env) != views:
+        problems.append("the views differ from those a fresh replay builds")
+    return problems[:10]
+
+
+def log_problems(settings: Settings, expected: dict[str, int]) -> list[str]:
+    """What is wrong with the log: articles missing, twice, unexpected, with other revision
+    counts than `expected`; gaps or event ids twice."""
     problems: list[str] = []
     published: Counter[str] = Counter()
     revised: Counter[str] = Counter()
@@ -271,16 +288,7 @@ def check(settings: Settings, env: dict[str, str], expected: dict[str, int]) -> 
             problems.append(f"{stream}: served but not recorded")
         elif revised[stream] != revisions:
             problems.append(f"{stream}: {revised[stream]} revisions, expected {revisions}")
-    verify = subprocess.run(
-        [sys.executable, "-m", "tracker", "verify"], env=env, capture_output=True, text=True
-    )
-    if verify.returncode != 0:
-        problems.append(f"tracker verify: {verify.stdout.strip()} {verify.stderr.strip()}")
-    views = shown_views(env)
-    tracker_command(env, "replay")
-    if shown_views(env) != views:
-        problems.append("the views differ from those a fresh replay builds")
-    return problems[:10]
+    return problems
 
 
 def shown_views(env: dict[str, str]) -> list[object]:

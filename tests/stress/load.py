@@ -113,15 +113,7 @@ def run(
         stop = threading.Event()
         problems: list[str] = []
         logs = [folder / f"daemon-{n}.log" for n in range(daemons)]
-        running = [
-            subprocess.Popen(
-                [sys.executable, "-m", "tracker", "daemon", "--log-level", "info"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=log.open("w"),
-            )
-            for log in logs
-        ]
+        running = [_daemon(env, log) for log in logs]
         loops = [
             threading.Thread(target=_reader, args=(env, args, stop, problems, report))
             for args in (("story", "essequibo", "--json"), ("events", "--limit", "20"))
@@ -168,6 +160,16 @@ def run(
             report.events = tracker.head_position()
     report.problems = problems
     return report
+
+
+def _daemon(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tracker", "daemon", "--log-level", "info"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 # What the commands say on stderr that is no error: the views a few events behind the log while
