@@ -33,7 +33,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -176,8 +176,12 @@ def run(
             fixture.generation = number
             kind = "replay" if rng.random() < 0.3 else "daemon"
             before = _head(settings)
-            delay = rng.uniform(0.2, 2.5) if kind == "replay" else rng.uniform(0.3, 3.0)
-            _killed(env, kind, delay)
+            if kind == "daemon" and rng.random() < 0.5:
+                # Killed once the round has recorded a few feeds: in the middle of it.
+                target = before + rng.randint(1, 50)
+                delay = _killed(env, kind, 15.0, lambda t=target: _head(settings) >= t)
+            else:
+                delay = _killed(env, kind, rng.uniform(0.2, 2.5 if kind == "replay" else 3.0))
             at_kill = _head(settings)
             tracker_command(env, "poll", "--all")  # the restart: this generation seen whole
             trial = Trial(number, kind, round(delay, 2), before, at_kill, _head(settings))
@@ -218,8 +222,13 @@ def tracker_command(env: dict[str, str], *args: str) -> subprocess.CompletedProc
     return result
 
 
-def _killed(env: dict[str, str], kind: str, delay: float) -> None:
+def _killed(
+    env: dict[str, str], kind: str, delay: float, when: Callable[[], bool] | None = None
+) -> float:
+    """Start `tracker daemon` or `tracker replay` and SIGKILL it after `delay` seconds, or as
+    soon as `when` holds; the seconds it ran."""
     args = ["daemon", "--log-level", "warning"] if kind == "daemon" else ["replay"]
+    started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "tracker", *args],
         env=env,
@@ -227,11 +236,17 @@ def _killed(env: dict[str, str], kind: str, delay: float) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(delay)
+    if when is None:
+        time.sleep(delay)
+    else:
+        while time.monotonic() - started < delay and not when():
+            time.sleep(0.01)
+    ran = time.monotonic() - started
     process.send_signal(signal.SIGKILL)
     _, stderr = process.communicate(timeout=60)
     if process.returncode not in (-signal.SIGKILL, 0):
         raise Failed(f"tracker {kind} failed before it was killed: {stderr.strip()}")
+    return ran
 
 
 def _head(settings: Settings) -> int:
