@@ -153,6 +153,25 @@ def test_replay_reports_what_changed_per_storyline(store: EventStore) -> None:
     assert replay(store, PROJECTORS).changes == ()
 
 
+def test_replay_lists_the_first_twenty_articles_a_storyline_gained_and_counts_the_rest(
+    store: EventStore,
+) -> None:
+    append(store, [ESSEQUIBO])
+    append(
+        store,
+        [published(f"article-{n:02d}", "upi-top", f"Guyana update {n}") for n in range(25)],
+    )
+    catch_up(store, PROJECTORS)
+    append(store, [StorylineDefined("essequibo", "Essequibo dispute", any=("Guyana",))])
+    changes = replay(store, PROJECTORS).changes
+    assert changes[0] == "essequibo: 25 article(s) added, 0 removed (25 now)"
+    assert changes[1:3] == (
+        "  + Guyana update 0 (article-00)",
+        "  + Guyana update 1 (article-01)",
+    )
+    assert len(changes) == 22 and changes[-1] == "  + ... and 5 more"
+
+
 def test_replay_drops_the_old_tables_and_points_the_sql_views_at_the_new(
     store: EventStore,
 ) -> None:

@@ -221,22 +221,68 @@ class StorylinesProjector(Projector):
         _articles(views, stories, run)
 
     def changes(self, old: Views, new: Views) -> list[str]:
-        """Per storyline, the articles the rebuild added and removed, with their titles."""
-        before, after = _members(old), _members(new)
-        titles = {**_titles(old), **_titles(new)}
+        """Per storyline, the articles the rebuild added and removed, with their titles (the
+        first CHANGES_LISTED of each). Worked out in the database: at a million events a
+        storyline's members do not fit in memory twice over."""
         lines = []
-        for storyline_id in sorted(set(before) | set(after)):
-            was, now = before.get(storyline_id, set()), after.get(storyline_id, set())
-            added, removed = sorted(now - was), sorted(was - now)
-            if not added and not removed:
+        for storyline_id in _storyline_ids(old, new):
+            added = _difference(new, old, storyline_id)
+            removed = _difference(old, new, storyline_id)
+            added_count, removed_count = _count(new, added), _count(new, removed)
+            if not added_count and not removed_count:
                 continue
+            members = new["storyline_articles"]
+            now = new.connection.execute(
+                sa.select(sa.func.count()).where(members.c.storyline_id == storyline_id)
+            ).scalar_one()
             lines.append(
-                f"{storyline_id}: {len(added)} article(s) added, {len(removed)} removed "
-                f"({len(now)} now)"
+                f"{storyline_id}: {added_count} article(s) added, {removed_count} removed "
+                f"({now} now)"
             )
-            lines += [f"  + {titles.get(a, a)} ({a})" for a in added]
-            lines += [f"  - {titles.get(a, a)} ({a})" for a in removed]
+            lines += _listed("+", added, added_count, new, old)
+            lines += _listed("-", removed, removed_count, old, new)
         return lines
+
+
+CHANGES_LISTED = 20
+
+
+def _storyline_ids(old: Views, new: Views) -> list[str]:
+    ids = sa.union(
+        sa.select(old["storylines"].c.storyline_id), sa.select(new["storylines"].c.storyline_id)
+    ).subquery()
+    query = sa.select(ids.c.storyline_id).order_by(ids.c.storyline_id)
+    return list(new.connection.execute(query).scalars())
+
+
+def _difference(one: Views, other: Views, storyline_id: str) -> sa.Subquery:
+    """The members of `storyline_id` in `one` that `other` has not."""
+    mine, theirs = one["storyline_articles"], other["storyline_articles"]
+    return sa.except_(
+        sa.select(mine.c.article_id).where(mine.c.storyline_id == storyline_id),
+        sa.select(theirs.c.article_id).where(theirs.c.storyline_id == storyline_id),
+    ).subquery()
+
+
+def _count(views: Views, ids: sa.Subquery) -> int:
+    return int(views.connection.execute(sa.select(sa.func.count()).select_from(ids)).scalar_one())
+
+
+def _listed(sign: str, ids: sa.Subquery, count: int, where: Views, fallback: Views) -> list[str]:
+    """A line for each of the first CHANGES_LISTED articles, with its title as `where` (else
+    `fallback`) has it."""
+    if not count:
+        return []
+    chosen = list(
+        where.connection.execute(
+            sa.select(ids.c.article_id).order_by(ids.c.article_id).limit(CHANGES_LISTED)
+        ).scalars()
+    )
+    titles = {**_titles(fallback, chosen), **_titles(where, chosen)}
+    lines = [f"  {sign} {titles.get(a, a)} ({a})" for a in chosen]
+    if count > len(chosen):
+        lines.append(f"  {sign} ... and {count - len(chosen)} more")
+    return lines
 
 
 def _stories(views: Views) -> dict[str, Story]:
@@ -550,18 +596,7 @@ def _curate(views: Views, stories: dict[str, Story], event: Any, typed: Any) -> 
     )
 
 
-def _members(views: Views) -> dict[str, set[str]]:
-    table = views["storyline_articles"]
-    found: dict[str, set[str]] = {}
-    for row in views.connection.execute(sa.select(table.c.storyline_id, table.c.article_id)):
-        found.setdefault(row.storyline_id, set()).add(row.article_id)
-    return found
-
-
-def _titles(views: Views) -> dict[str, str]:
+def _titles(views: Views, article_ids: list[str]) -> dict[str, str]:
     table = views["storyline_texts"]
-    members = views["storyline_articles"]
-    query = sa.select(table.c.article_id, table.c.title).where(
-        table.c.article_id.in_(sa.select(members.c.article_id))
-    )
+    query = sa.select(table.c.article_id, table.c.title).where(table.c.article_id.in_(article_ids))
     return {row.article_id: row.title for row in views.connection.execute(query)}
