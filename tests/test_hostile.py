@@ -277,3 +277,21 @@ def test_ten_thousand_entries_in_one_feed_are_one_poll(
         story = tracker.story("essequibo", newest=None)
     assert (result.outcome, result.new, again.outcome) == ("new", 10_000, "unchanged")
     assert story.article_count == 10_000
+
+
+def test_100_kb_of_capitalised_words_and_a_100_kb_noun_are_recorded_and_shown(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    # What the extractors would make names and counted units of, were their length not bound:
+    # PostgreSQL refuses an index entry over 2704 bytes.
+    capitals = " ".join(["Essequibo", *(f"Group{n}" for n in range(15_000))])
+    noun = "5 " + "a" * 100_000 + "s were counted"
+    body = rss(item("caps", capitals[:300], f"{capitals} {noun}"))
+    serve(settings, feed_server, Reply(200, body, {"Content-Type": RSS}))
+    with Tracker(settings) as tracker:
+        (result,) = tracker.poll()
+        story = tracker.story("essequibo")
+    assert result.line() == "hostile: 1 new"
+    assert len(story.articles) == 1
+    assert all(len(entity.name) <= 200 for entity in story.entities)
+    assert "Essequibo" in outputs(settings)

@@ -74,7 +74,8 @@ _DURATION = re.compile(
 _COUNT = re.compile(
     rf"\b(?P<num>{_NUM}|{_WORDNUM})(?:\s(?P<scale>thousand|million|billion|millones|mil))?\s+"
     r"(?P<mods>(?:[A-Z][\w'’]*(?:-[A-Za-z]\w*)*\s+){0,2}|(?:[a-z]+\s+)?)"
-    r"(?P<noun>[A-Za-z][a-z]{2,}s|people|children|men|women|staff|police|personnel)\b"
+    # No noun counted is longer than 40 letters; an unbounded one would index any junk.
+    r"(?P<noun>[A-Za-z][a-z]{2,40}s|people|children|men|women|staff|police|personnel)\b"
 )
 _NUMBER = re.compile(rf"\b(?:{_NUM}|{_WORDNUM})", re.IGNORECASE)
 # Where a number could begin: a word that begins with a digit or with the start of a number

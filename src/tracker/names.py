@@ -184,7 +184,19 @@ def _full_name(name: str, people: dict[str, list[tuple[tuple[str, ...], str]]]) 
 def _mentions(text: str) -> list[tuple[str, str]]:
     """(name, kind) for each run of capitalised words in `text`, in reading order. The runs are
     found by one pattern over the whole text."""
-    return list(chain.from_iterable(map(_run_mentions, _RUN.findall(text))))
+    runs = [run for run in _RUN.findall(text) if len(run) <= _LONGEST_RUN]
+    return [
+        (name, kind)
+        for name, kind in chain.from_iterable(map(_run_mentions, runs))
+        if len(name) <= _LONGEST_NAME
+    ]
+
+
+# A run of capitalised words this long is no name (a headline in capitals, junk from a hostile
+# feed): it is not read, nor kept in the cache below. Names are indexed, and PostgreSQL refuses
+# an index entry over 2704 bytes.
+_LONGEST_RUN = 1000
+_LONGEST_NAME = 200
 
 
 # The same runs recur from article to article ("The", "President Nicolás Maduro", "Guyana's"):

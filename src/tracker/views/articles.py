@@ -67,7 +67,7 @@ class ArticlesProjector(Projector):
                     "feed_id": typed.feed_id,
                     "title": typed.title_text,
                     "link": typed.link,
-                    "canonical_link": canonical_link(typed.link),
+                    "canonical_link": _indexed_link(typed.link),
                     "summary_text": typed.summary_text,
                     "content_text": typed.content_text,
                     "published_at": utc(typed.published),
@@ -85,7 +85,7 @@ class ArticlesProjector(Projector):
                 row["version"] = event.stream_version
                 if isinstance(typed, ArticleRevised):
                     if typed.link != row["link"]:  # a revision seldom moves the article
-                        row["canonical_link"] = canonical_link(typed.link)
+                        row["canonical_link"] = _indexed_link(typed.link)
                     row.update(
                         title=typed.title_text,
                         link=typed.link,
@@ -99,6 +99,18 @@ class ArticlesProjector(Projector):
             changed.add(typed.article_id)
         upsert_rows(connection, table, [rows[key] for key in sorted(changed)], ("article_id",))
         insert_missing_rows(connection, views["article_feeds"], seen)
+
+
+# PostgreSQL refuses an index entry over 2704 bytes: a link longer than any real one (a hostile
+# feed's 100 KB link) is kept in `link` but not indexed, so it cannot stop the view.
+_LONGEST_INDEXED_LINK = 2000
+
+
+def _indexed_link(link: str | None) -> str | None:
+    canonical = canonical_link(link)
+    if canonical is None or len(canonical.encode("utf-8", "replace")) > _LONGEST_INDEXED_LINK:
+        return None
+    return canonical
 
 
 def _seen(article_id: str, feed_id: str, at: Any) -> dict[str, Any]:
