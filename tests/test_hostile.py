@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from feedserver import FeedServer, Reply
@@ -33,6 +34,11 @@ def item(guid: str, title: str, description: str = "", extra: str = "") -> str:
         f"<link>https://hostile.example/{guid[:40]}</link>"
         f"<description>{description}</description>{extra}</item>"
     )
+
+
+def published(tracker: Tracker) -> list[Any]:
+    """The articles polls recorded, as typed events."""
+    return [decode(e) for e in polled(tracker) if e.event_type == "article.published"]
 
 
 def serve(settings: Settings, server: FeedServer, reply: Reply) -> None:
@@ -118,7 +124,7 @@ def test_deeply_nested_markup_is_read_or_refused_never_a_crash(
     serve(settings, feed_server, Reply(200, body, {"Content-Type": RSS}))
     with Tracker(settings) as tracker:
         (result,) = tracker.poll()
-        recorded = [decode(e) for e in polled(tracker) if e.event_type == "article.published"]
+        recorded = published(tracker)
     assert result.line() == "hostile: 2 new"
     assert sorted((a.title_text, a.summary_text) for a in recorded) == [
         ("Essequibo in depth", "Essequibo"),
@@ -136,7 +142,7 @@ def test_invalid_utf8_is_read_as_the_next_likely_charset(
     serve(settings, feed_server, Reply(200, body, {"Content-Type": RSS}))
     with Tracker(settings) as tracker:
         (result,) = tracker.poll()
-        (article,) = [decode(e) for e in polled(tracker) if e.event_type == "article.published"]
+        (article,) = published(tracker)
     # feedparser reads the whole document as windows-1252 once UTF-8 fails.
     assert result.outcome == "new"
     assert article.title_text == "Essequibo ruling ÿþ broken"
@@ -153,7 +159,7 @@ def test_a_feed_declaring_one_charset_and_using_another_is_read(
     serve(settings, feed_server, Reply(200, body, {"Content-Type": "application/rss+xml"}))
     with Tracker(settings) as tracker:
         (result,) = tracker.poll()
-        (article,) = [decode(e) for e in polled(tracker) if e.event_type == "article.published"]
+        (article,) = published(tracker)
     assert result.outcome == "new"
     # Read as declared, the UTF-8 bytes of "í" are two Latin-1 letters: still text, no error.
     assert article.title_text.startswith("Guayana Esequiba: la CIJ")
@@ -177,7 +183,7 @@ def test_scripts_and_javascript_links_are_inert_in_every_output(
     serve(settings, feed_server, Reply(200, rss(SCRIPTED), {"Content-Type": RSS}))
     with Tracker(settings) as tracker:
         (result,) = tracker.poll()
-        (article,) = [decode(e) for e in polled(tracker) if e.event_type == "article.published"]
+        (article,) = published(tracker)
     assert result.outcome == "new"
     assert article.link is None and article.media == ()
     assert article.title_text == "Essequibo: ruling"
@@ -234,7 +240,7 @@ def test_dates_at_the_ends_of_the_calendar_are_recorded_and_shown(
     serve(settings, feed_server, Reply(200, body, {"Content-Type": RSS}))
     with Tracker(settings) as tracker:
         (result,) = tracker.poll()
-        (article,) = [decode(e) for e in polled(tracker) if e.event_type == "article.published"]
+        (article,) = published(tracker)
         replayed = tracker.replay()
         story = tracker.story("essequibo")
     assert result.outcome == "new"

@@ -28,12 +28,13 @@ from tracker.events import encode
 from tracker.events.feeds import GONE
 from tracker.eventstore import EventStore
 from tracker.fetch import Fetched, Fetcher, FetchFailed
+from tracker.owners import alive
 from tracker.parse import FeedParseError
 from tracker.parsepool import ParseCancelled, Parsed, parse_and_sight, parser_error
 from tracker.pollstate import (
     FeedRow,
     claim,
-    dead_claims,
+    claim_holder,
     known_articles,
     load_feed,
     load_feeds,
@@ -212,20 +213,24 @@ def claim_feeds(
     with storage_errors(store.engine), store.engine.connect() as connection:
         connection = connection.execution_options(**WRITE)
         with connection.begin():
-            dead = dead_claims(connection, [feed.id for feed in feeds])
             # Rows locked in one order by every poller: two rounds whose feeds.yaml list the
             # same feeds in other orders would otherwise deadlock on PostgreSQL.
             for feed in sorted(feeds, key=lambda feed: feed.id):
-                if feed.id in dead:
-                    release(connection, feed.id, dead[feed.id])
                 # A scheduler's jitter may fire a moment before the feed is due: that still
                 # counts, or the feed would wait a whole extra interval.
                 due_within = min(feed.interval * 0.3, timedelta(minutes=1)) if only_if_due else None
                 row = FeedRow.new(feed.id, feed.url)
+                taken = claim(connection, row, owner, now, now + hold, due_within)
+                if not taken:
+                    # Held by a poller of this machine that died (killed mid-poll)? Its poll
+                    # will never be recorded: take the feed rather than wait for the claim to
+                    # run out. Looked at only when a claim fails, off the usual path.
+                    holder = claim_holder(connection, feed.id)
+                    if holder is not None and alive(holder) is False:
+                        release(connection, feed.id, holder)
+                        taken = claim(connection, row, owner, now, now + hold, due_within)
                 claimed[feed.id] = (
-                    _state_for(feed, load_feed(connection, feed.id))
-                    if claim(connection, row, owner, now, now + hold, due_within)
-                    else None
+                    _state_for(feed, load_feed(connection, feed.id)) if taken else None
                 )
     return claimed
 

@@ -7,7 +7,7 @@ never disagree: a crash loses both or neither.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,6 @@ from tracker.database import upsert
 from tracker.deciding import KnownArticle, known_from_history
 from tracker.encoding import stored_time
 from tracker.events.feeds import GONE, HEALTHY
-from tracker.owners import alive
 from tracker.schema import article_state, feed_state
 
 _LOOKUP_CHUNK = 500
@@ -282,17 +281,10 @@ def claim(
     return result.rowcount == 1
 
 
-def dead_claims(connection: sa.Connection, feed_ids: Sequence[str]) -> dict[str, str]:
-    """The owners of the claims on these feeds that are processes of this machine that have
-    died (a poller killed mid-poll), by feed: their polls will never be recorded, and a poller
-    started again should not wait for the claims to run out. Other machines' claims run out as
-    they must. Reads only: the caller releases them in its own lock order."""
-    held = connection.execute(
-        sa.select(feed_state.c.feed_id, feed_state.c.claimed_by).where(
-            feed_state.c.feed_id.in_(feed_ids), feed_state.c.claimed_by.is_not(None)
-        )
-    ).all()
-    return {feed_id: owner for feed_id, owner in held if alive(owner) is False}
+def claim_holder(connection: sa.Connection, feed_id: str) -> str | None:
+    """Who holds the feed's claim, if anyone (expired or not)."""
+    query = sa.select(feed_state.c.claimed_by).where(feed_state.c.feed_id == feed_id)
+    return connection.execute(query).scalar()
 
 
 def release(connection: sa.Connection, feed_id: str, owner: str) -> None:

@@ -256,7 +256,12 @@ def _head(settings: Settings) -> int:
 
 def check(settings: Settings, env: dict[str, str], expected: dict[str, int]) -> list[str]:
     """What is wrong with the log, `tracker verify`, and the views against a fresh replay."""
-    problems = log_problems(settings, expected)
+    return (log_problems(settings, expected) + chain_and_view_problems(env))[:10]
+
+
+def chain_and_view_problems(env: dict[str, str]) -> list[str]:
+    """`tracker verify` failing, or views that differ from those `tracker replay` rebuilds."""
+    problems = []
     verify = subprocess.run(
         [sys.executable, "-m", "tracker", "verify"], env=env, capture_output=True, text=True
     )
@@ -266,7 +271,7 @@ def check(settings: Settings, env: dict[str, str], expected: dict[str, int]) -> 
     tracker_command(env, "replay")
     if shown_views(env) != views:
         problems.append("the views differ from those a fresh replay builds")
-    return problems[:10]
+    return problems
 
 
 def log_problems(settings: Settings, expected: dict[str, int]) -> list[str]:

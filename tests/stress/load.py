@@ -43,8 +43,8 @@ from feedserver import FeedServer  # noqa: E402
 from stress.crash import (  # noqa: E402
     CONFIG_TAIL,
     Fixture,
+    chain_and_view_problems,
     schema_of_its_own,
-    shown_views,
     tracker_command,
     work_folder,
 )
@@ -158,15 +158,7 @@ def run(
         tracker_command(env, "poll", "--all")
         problems += _daemon_log_problems(logs)
         problems += _log_problems(settings, fixture, feeds, seen)
-        verify = subprocess.run(
-            [sys.executable, "-m", "tracker", "verify"], env=env, capture_output=True, text=True
-        )
-        if verify.returncode != 0:
-            problems.append(f"tracker verify: {verify.stdout.strip()} {verify.stderr.strip()}")
-        views = shown_views(env)
-        tracker_command(env, "replay")
-        if shown_views(env) != views:
-            problems.append("the views differ from those a fresh replay builds")
+        problems += chain_and_view_problems(env)
         with Tracker(settings) as tracker:
             report.events = tracker.head_position()
     report.problems = problems
