@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 from feedserver import FeedServer, Reply
 from helpers import clean_env, polled
+from histories import append, dump, published
 
+from tracker.projection import CATCH_UP_BATCH, lock_rows, writing
 from tracker.service import Tracker
 from tracker.settings import Settings
+from tracker.views import PROJECTORS
 
 
 def rss(feed_id: str, items: int = 2) -> bytes:
@@ -40,14 +43,14 @@ def write_config(path: Path, server: FeedServer, feed_ids: list[str], interval: 
     )
 
 
-def start_daemon(settings: Settings) -> subprocess.Popen[str]:
+def start_daemon(settings: Settings, *options: str) -> subprocess.Popen[str]:
     env = {
         **clean_env(),
         "TRACKER_DATABASE_URL": settings.database_url,
         "TRACKER_CONFIG": str(settings.config_path),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "tracker", "daemon"],
+        [sys.executable, "-m", "tracker", "daemon", *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -60,6 +63,11 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.1)
+
+
+def caught_up(tracker: Tracker) -> bool:
+    status = tracker.status()
+    return status.head > 0 and all(p.generation and p.lag == 0 for p in status.projections)
 
 
 def stop(process: subprocess.Popen[str]) -> tuple[int, str, float]:
@@ -127,7 +135,7 @@ def test_sigterm_cancels_a_fetch_that_would_take_long_and_records_nothing_for_it
         code, err, took = stop(daemon)
     assert code == 0, err
     assert took < 10
-    assert "cancelling 1 fetch" in err and "failed" not in err
+    assert "1 job(s) still running: cancelling" in err and "failed" not in err
     with Tracker(settings) as tracker:
         assert len(polled(tracker)) == 0  # no feed.failing for a shutdown
         # And the claim is released: a poll right away may take the feed.
@@ -183,15 +191,8 @@ def test_the_daemon_keeps_the_views_up_to_date_after_each_poll(
     daemon = start_daemon(settings)
     try:
         with Tracker(settings) as tracker:
-
-            def caught_up() -> bool:
-                status = tracker.status()
-                return status.head > 0 and all(
-                    p.generation and p.lag == 0 for p in status.projections
-                )
-
             wait_for(lambda: len(feed_server.requests_to("/upi")) >= 1)
-            wait_for(caught_up)
+            wait_for(lambda: caught_up(tracker))
             # A new article appears; the next poll records it and the views follow.
             feed_server.routes["/upi"] = Reply(200, rss("upi", items=4))
             wait_for(lambda: len(tracker.story("essequibo").articles) == 4)
@@ -288,3 +289,75 @@ def test_sigterm_stops_a_parse_in_flight_and_records_nothing_for_it(
         assert not polled(tracker, stream_id="feed-slow")
         with tracker.engine.connect() as connection:
             assert load_feeds(connection)["slow"].claimed_by is None
+
+
+def test_sigterm_ends_a_long_catch_up_at_a_batch_and_the_next_start_goes_on(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    # A stopping daemon used to chase the log to its end, however long that took (and with
+    # other daemons still writing, it might never end).
+    feed_server.routes["/upi"] = Reply(200, rss("upi"))
+    write_config(settings.config_path, feed_server, ["upi"], "1h")
+    daemon = start_daemon(settings)
+    try:
+        with Tracker(settings) as tracker:
+            # The first poll recorded and the views caught up: nothing else runs for an hour.
+            wait_for(lambda: len(polled(tracker, event_type="article.published")) == 2)
+            wait_for(lambda: caught_up(tracker))
+            before = tracker.status().head
+            # A backlog the views have not seen, as another daemon's polls leave one: a dozen
+            # of the catch-up's batches.
+            backlog = 12 * CATCH_UP_BATCH
+            for chunk in range(6):
+                append(
+                    tracker.store,
+                    [
+                        published(f"backlog-{chunk}-{n}", "upi", "Essequibo talks", day=n % 300)
+                        for n in range(backlog // 6)
+                    ],
+                )
+            daemon.send_signal(signal.SIGHUP)  # a reload brings the views up to date
+            wait_for(lambda: min(p.position for p in tracker.status().projections) > before)
+    finally:
+        code, err, took = stop(daemon)
+    assert code == 0, err
+    assert took < 10
+    assert "views left at event" in err
+    with Tracker(settings) as tracker:
+        status = tracker.status()
+        assert status.head == before + backlog
+        assert 0 < max(p.lag for p in status.projections) < backlog, "not stopped at a batch"
+        # What the stopped daemon left, the next catch-up finishes, as a fresh replay builds.
+        assert tracker.catch_up().head == status.head
+        assert caught_up(tracker)
+        views = dump(tracker.store)
+        tracker.replay()
+        assert dump(tracker.store) == views
+        assert tracker.verify().ok
+
+
+def test_a_daemon_blocked_in_the_database_still_exits_at_its_stop_timeout(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/upi"] = Reply(200, rss("upi"))
+    write_config(settings.config_path, feed_server, ["upi"], "1s")
+    daemon = start_daemon(settings, "--stop-timeout", "3")
+    with Tracker(settings) as tracker:
+        try:
+            wait_for(lambda: caught_up(tracker))
+            # Another session holds the views' rows (PostgreSQL) or the write lock (SQLite)
+            # for longer than the stop may take: the next poll or its catch-up waits on it.
+            with writing(tracker.store.engine) as holder:
+                lock_rows(holder, [p.name for p in PROJECTORS])
+                time.sleep(2.5)
+                code, err, took = stop(daemon)
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+        assert code == 0, err
+        assert took < 10, err
+        assert "1 job(s) still running 3s after the stop was asked for" in err
+        # Whatever the blocked job had not committed rolled back: the log is whole.
+        assert tracker.verify().ok
+        tracker.catch_up()
+        assert caught_up(tracker)

@@ -258,17 +258,31 @@ def poll(
     default="info",
     show_default=True,
 )
+@click.option(
+    "--stop-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="After SIGTERM, the longest the daemon waits for its jobs to end (polls finish or "
+    "are cancelled, catch-ups stop at a batch); past it, it exits without whatever is still "
+    "blocked, and that rolls back (the feeds are polled again later).",
+)
 @config_option
 @database_url_option
 def daemon(
-    parallel: int, log_level: str, config_path: str | None, database_url: str | None
+    parallel: int,
+    log_level: str,
+    stop_timeout: float,
+    config_path: str | None,
+    database_url: str | None,
 ) -> None:
     """Poll feeds on their intervals until stopped (runs in the foreground).
 
     Each enabled feed in feeds.yaml is polled on its own interval, with jitter; one log line
     per poll goes to stderr. Several daemons can share one PostgreSQL database: each feed is
     polled by one of them per interval. SIGHUP re-reads feeds.yaml; SIGTERM or Ctrl-C lets
-    the polls in flight finish and commit, then exits 0.
+    the polls in flight finish and commit (see --stop-timeout), then exits 0.
 
     \b
     Examples:
@@ -289,7 +303,14 @@ def daemon(
     # request, per migration step) only when something is wrong.
     logging.getLogger("tracker").setLevel(getattr(logging, log_level.upper()))
     with _tracker(database_url, config_path) as tracker:
-        code = Daemon(tracker, parallelism=parallel).run()
+        poller = Daemon(tracker, parallelism=parallel, stop_timeout=stop_timeout)
+        code = poller.run()
+    if poller.abandoned:
+        # Interpreter exit joins the pool's threads, and these are blocked: leave without them.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     raise click.exceptions.Exit(code)
 
 

@@ -5,8 +5,10 @@ Each enabled feed is a job on its own interval with jitter; a job never overlaps
 (max_instances=1) and fetches of different feeds run in parallel up to a limit. Before each
 poll the feed is claimed in the database, so several daemons sharing one PostgreSQL poll each
 feed once per interval between them. SIGHUP re-reads feeds.yaml; SIGTERM and SIGINT let the
-polls in flight finish and commit, then exit. Feeds are parsed in worker processes (see
-tracker.parsepool), so that a parse has a deadline and stopping never waits for one.
+polls in flight finish and commit, then exit; a catch-up of the views ends at its next batch,
+and past the stop timeout the daemon exits without what still runs (its transactions roll
+back). Feeds are parsed in worker processes (see tracker.parsepool), so that a parse has a
+deadline and stopping never waits for one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -35,6 +39,9 @@ log = logging.getLogger(__name__)
 # After SIGTERM, polls in flight get this long to finish and commit; fetches and parses still
 # running then are cancelled, unrecorded, and their claims released.
 SHUTDOWN_GRACE_S = 4.0
+# All the time SIGTERM gives in-flight work: past it the daemon exits without the threads
+# still blocked (in the database, say), for a stop that hangs is worse than a rolled-back poll.
+STOP_TIMEOUT_S = 30.0
 # At most this much jitter (and never more than a tenth of the interval).
 MAX_JITTER_S = 60.0
 MAX_RETRY_S = 60.0  # the longest wait between tries while the database is unavailable
@@ -47,11 +54,19 @@ class DaemonStats:
 
 class Daemon:
     def __init__(
-        self, tracker: Tracker, parallelism: int = POLL_PARALLELISM, owner: str | None = None
+        self,
+        tracker: Tracker,
+        parallelism: int = POLL_PARALLELISM,
+        owner: str | None = None,
+        stop_timeout: float = STOP_TIMEOUT_S,
     ) -> None:
         self.tracker = tracker
         self.owner = owner or process_owner()
         self.stats = DaemonStats()
+        self.stop_timeout = stop_timeout
+        # Jobs still running when run() returned: the caller must end the process without
+        # joining their threads (interpreter exit would wait for them).
+        self.abandoned = 0
         self._parallelism = parallelism
         self._fetcher = Fetcher()
         # Started at the first parse, one per core: at the daemon's start every feed is due at
@@ -106,10 +121,10 @@ class Daemon:
     def _poll(self, feed: FeedConfig) -> str | None:
         """The scheduler's job for one feed: poll it if due, then bring the views up to date.
         Returns the line it logged, if it polled."""
-        if self._stop.is_set():
-            return None
-        with self._idle:
-            self._in_flight += 1
+        with self._job() as started:
+            return self._poll_now(feed) if started else None
+
+    def _poll_now(self, feed: FeedConfig) -> str | None:
         try:
             result = self.tracker.poll_feed_if_due(
                 feed, self.owner, self._fetcher, parsers=self._parsers
@@ -132,10 +147,38 @@ class Daemon:
         except Exception:
             log.exception("%s: poll failed unexpectedly", feed.id)
             return f"{feed.id}: poll failed unexpectedly (see the log)"
+
+    def _catch_up_job(self, config: Config | None = None) -> None:
+        """The views brought up to date in a worker (after recording the definitions of a
+        reloaded `config`): a stop waits for it as for a poll, and never longer than the stop
+        timeout, even if the database holds it."""
+        with self._job() as started:
+            if not started:
+                return
+            if config is not None:
+                try:
+                    changed = self.tracker.record_config(config, "tracker daemon")
+                except TrackerError as error:
+                    log.error("definitions of %s not recorded: %s", config.path, error)
+                else:
+                    if changed:
+                        log.info("definitions recorded: %s", ", ".join(changed))
+            self.catch_up()
+
+    @contextmanager
+    def _job(self) -> Iterator[bool]:
+        """Count a job in flight, unless the stop has come: whether it may run. The check and
+        the count are one step, so a stop never misses a job starting as it waits."""
+        with self._idle:
+            started = not self._stop.is_set()
+            self._in_flight += started
+        try:
+            yield started
         finally:
-            with self._idle:
-                self._in_flight -= 1
-                self._idle.notify_all()
+            if started:
+                with self._idle:
+                    self._in_flight -= 1
+                    self._idle.notify_all()
 
     def _database_failed(self, feed: FeedConfig, error: StorageError) -> float:
         """Note a poll the database refused; the seconds to wait before trying the feed again
@@ -196,7 +239,13 @@ class Daemon:
                 while self._catch_up_wanted.is_set():
                     self._catch_up_wanted.clear()
                     try:
-                        self.tracker.catch_up()
+                        report = self.tracker.catch_up(stopping=self._stop.is_set)
+                        if report.stopped:
+                            log.info(
+                                "stopping: views left at event %d, the next start goes on",
+                                report.head,
+                            )
+                            return
                     except TrackerError as error:
                         log.error("views not brought up to date: %s", error)
                     except Exception:
@@ -211,12 +260,14 @@ class Daemon:
         config = self.tracker.check_config()
         self.tracker.store  # noqa: B018 -- migrate and connect before scheduling anything
         self.tracker.record_config(config, "tracker daemon")
-        self.catch_up()
         previous = {
             signum: signal.signal(signum, self._on_signal)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         }
         try:
+            # The views are caught up in a worker, first, so that the main thread is always
+            # free to act on a signal: a long catch-up ends at a batch when the stop comes.
+            self._scheduler.add_job(self._catch_up_job, misfire_grace_time=None)
             self._schedule(config)
             self._scheduler.start()
             log.info(
@@ -256,28 +307,38 @@ class Daemon:
             log.exception("feeds.yaml not reloaded: the daemon keeps polling what it had")
             return
         self._schedule(config)
-        changed = self.tracker.record_config(config, "tracker daemon")
-        self.catch_up()
-        log.info(
-            "reloaded %s: %d feeds%s",
-            config.path,
-            len(self._feeds),
-            f"; definitions recorded: {', '.join(changed)}" if changed else "",
-        )
+        # The database part in a worker too: the main thread must stay free for a stop.
+        self._scheduler.add_job(self._catch_up_job, args=[config], misfire_grace_time=None)
+        log.info("reloaded %s: %d feeds", config.path, len(self._feeds))
 
     def _shut_down(self) -> int:
-        log.info("stopping: %d poll(s) in flight", self._in_flight)
+        log.info("stopping: %d job(s) in flight", self._in_flight)
         self._scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + self.stop_timeout
+        # Half at most, so that cancelled fetches always get time to unwind and release.
+        grace = min(SHUTDOWN_GRACE_S, self.stop_timeout / 2)
         with self._idle:
-            done = self._idle.wait_for(lambda: self._in_flight == 0, SHUTDOWN_GRACE_S)
+            done = self._idle.wait_for(lambda: self._in_flight == 0, grace)
         if not done:
             # A shutdown is not the feed's failure: these fetches end unrecorded and their
             # claims are released; polls already recording finish and commit.
-            log.warning("cancelling %d fetch(es) still running", self._in_flight)
+            log.warning(
+                "%d job(s) still running: cancelling their fetches and parses", self._in_flight
+            )
             self._fetcher.cancel()
             self._parsers.cancel()
             with self._idle:
-                self._idle.wait_for(lambda: self._in_flight == 0, SHUTDOWN_GRACE_S)
+                done = self._idle.wait_for(
+                    lambda: self._in_flight == 0, max(0.0, deadline - time.monotonic())
+                )
+        if not done:
+            self.abandoned = self._in_flight
+            log.warning(
+                "%d job(s) still running %gs after the stop was asked for (blocked in the "
+                "database?): exiting without them; what they had not committed rolls back",
+                self.abandoned,
+                self.stop_timeout,
+            )
         log.info("stopped after %d polls", self.stats.polls)
         return 0
 

@@ -377,6 +377,7 @@ class CatchUpReport:
     head: int
     rebuilt: tuple[str, ...] = ()  # projections replayed first: built by an older version
     skipped: tuple[str, ...] = ()  # projections a replay is rebuilding right now
+    stopped: bool = False  # asked to stop first: `head` is where the views stopped
 
 
 def catch_up(
@@ -384,11 +385,14 @@ def catch_up(
     projectors: Sequence[Projector],
     progress: Progress | None = None,
     batch_size: int = CATCH_UP_BATCH,
+    stopping: Callable[[], bool] | None = None,
 ) -> CatchUpReport:
     """Bring every projection up to the end of the log, a batch per transaction.
 
     A projection never built gets its first generation here; one built by an older version of
     its projector is rebuilt (replayed) first; one a replay is rebuilding is left to it.
+    `stopping` is asked after each batch: a stopping daemon must not chase a log that other
+    daemons keep writing; every batch has committed, so the next catch-up goes on from there.
     """
     from tracker.rebuild import ReplayBusy, replay  # rebuild builds on this module
 
@@ -448,6 +452,10 @@ def catch_up(
         applied += upto - low
         if progress is not None:
             progress(upto - low)
+        if stopping is not None and stopping():
+            return CatchUpReport(
+                applied, upto, tuple(rebuilt), tuple(sorted(skipped)), stopped=True
+            )
 
 
 def _first_generations(

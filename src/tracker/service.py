@@ -269,12 +269,15 @@ class Tracker:
 
     # -- views -----------------------------------------------------------------------------
 
-    def catch_up(self, progress: Progress | None = None) -> CatchUpReport:
-        """Apply every event the views have not seen yet (after each poll, and at daemon start)."""
+    def catch_up(
+        self, progress: Progress | None = None, stopping: Callable[[], bool] | None = None
+    ) -> CatchUpReport:
+        """Apply every event the views have not seen yet (after each poll, and at daemon start);
+        `stopping` is asked after each batch, and true ends the catch-up there."""
         from tracker.projection import catch_up
         from tracker.views import PROJECTORS
 
-        return catch_up(self.store, PROJECTORS, progress)
+        return catch_up(self.store, PROJECTORS, progress, stopping=stopping)
 
     def replay(self, names: Sequence[str] = (), progress: Progress | None = None) -> ReplayReport:
         """Rebuild views from the whole log into fresh tables and swap them in atomically

@@ -226,7 +226,7 @@ def _daemon_log_problems(logs: list[Path]) -> list[str]:
         for line in log.read_text().splitlines():
             # Stopping cancels the fetches still running after its grace (nothing of them is
             # recorded; the next poll fetches again): the one warning that is no fault.
-            if "fetch(es) still running" in line:
+            if "still running: cancelling their fetches" in line:
                 continue
             if (
                 " ERROR " in line
