@@ -312,7 +312,7 @@ def targets(by_size: dict[str, Figures]) -> list[tuple[str, str, bool | None]]:
         )
         if story and bare:
             extra = (story.median - bare.median) * 1000
-            rows.append((f"{label}: story ≤ --version + 100 ms", f"+{extra:.0f} ms", extra <= 100))
+            rows.append((f"{label}: story ≤ --version + 100 ms", f"{extra:+.0f} ms", extra <= 100))
         imports = figures.get("imports")
         if imports:
             heavy = {k: v for k, v in imports.runs[0].items() if k != "seconds" and v}
