@@ -7,6 +7,7 @@ own that is dropped afterwards; without that variable they skip, saying so.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,12 @@ from tracker.settings import Settings
 
 POSTGRES_URL = os.environ.get("TRACKER_TEST_POSTGRES_URL")
 NO_POSTGRES = "TRACKER_TEST_POSTGRES_URL is not set: PostgreSQL tests need a server to run"
+
+# A shell starts a background job (`nohup ... &`) with SIGINT ignored, and an ignored signal is
+# inherited through exec: the Ctrl-C tests, here and in every tracker they start, would then
+# test nothing. Python's own handler here is reset to the default in each child at exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
