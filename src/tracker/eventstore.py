@@ -85,6 +85,23 @@ def _bind_processor(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[An
     return cast(Callable[[Any], Any], processor) if processor is not None else _identity
 
 
+def stream_versions(postgresql: bool, marks: str) -> str:
+    """Each stream's version, null where the log has none, for the ids `marks` stands for (on
+    PostgreSQL one array instead). There each id is looked up by itself at the end of the
+    (stream_id, stream_version) index: with no statistics on stream_id (a log never analysed:
+    autovacuum off, or not yet), the planner reckons a list of ids matches thousands of rows
+    and scans the whole log for them, half a second at a million events."""
+    if postgresql:
+        return (
+            "SELECT ids.stream_id, (SELECT max(stream_version) FROM events "
+            "WHERE events.stream_id = ids.stream_id) FROM unnest(%s::text[]) AS ids(stream_id)"
+        )
+    return (
+        "SELECT stream_id, max(stream_version) FROM events "
+        f"WHERE stream_id IN ({marks}) GROUP BY stream_id"
+    )
+
+
 class _WriteStatements:
     """The write path's SQL for one dialect, in its parameter style."""
 
@@ -112,10 +129,7 @@ class _WriteStatements:
         return f"SELECT {_PLACE_COLUMNS} FROM events WHERE event_id IN ({self.marks(count)})"
 
     def stream_versions(self, count: int) -> str:
-        return (
-            "SELECT stream_id, max(stream_version) FROM events "
-            f"WHERE stream_id IN ({self.marks(count)}) GROUP BY stream_id"
-        )
+        return stream_versions(self.postgresql, self.marks(count))
 
     def query(self, cursor: Any, statement: str, parameters: Sequence[Any]) -> list[Any]:
         """Rows of a lookup whose statement text varies with its number of parameters."""
@@ -469,7 +483,9 @@ class EventStore:
         found: dict[str, int] = {}
         for start in range(0, len(stream_ids), _ID_LOOKUP_CHUNK):
             chunk = stream_ids[start : start + _ID_LOOKUP_CHUNK]
-            found.update(statements.query(cursor, statements.stream_versions(len(chunk)), chunk))
+            statement = statements.stream_versions(len(chunk))
+            rows = statements.query(cursor, statement, [chunk] if statements.postgresql else chunk)
+            found.update((stream_id, version) for stream_id, version in rows if version is not None)
         return found
 
     def _stream_version(self, cursor: Any, stream_id: str) -> int:

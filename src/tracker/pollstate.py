@@ -18,6 +18,7 @@ from tracker.database import upsert
 from tracker.deciding import KnownArticle, known_from_history
 from tracker.encoding import stored_time
 from tracker.events.feeds import GONE, HEALTHY
+from tracker.eventstore import stream_versions
 from tracker.schema import article_state, feed_state
 
 _LOOKUP_CHUNK = 500
@@ -83,6 +84,7 @@ class _Statements:
 
     def __init__(self, dialect: sa.Dialect) -> None:
         self._mark = mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.postgresql = dialect.name == "postgresql"
         self._bind: list[Callable[[Any], Any]] = [
             column.type.dialect_impl(dialect).bind_processor(dialect) or _as_is
             for column in feed_state.c
@@ -127,11 +129,28 @@ class _Statements:
             f"WHERE article_id IN ({self.marks(count)})"
         )
 
+    def logged(self, count: int) -> str:
+        """Each id with its stream's version, null where the log has none."""
+        return stream_versions(self.postgresql, self.marks(count))
+
     def histories(self, count: int) -> str:
+        """Each stream's events in order. On PostgreSQL each id by itself, for the reason
+        eventstore.stream_versions gives."""
+        if self.postgresql:
+            return (
+                "SELECT e.stream_id, e.stream_version, e.event_type, e.payload "
+                "FROM unnest(%s::text[]) AS ids(stream_id) CROSS JOIN LATERAL ("
+                "SELECT stream_id, stream_version, event_type, payload FROM events "
+                "WHERE events.stream_id = ids.stream_id ORDER BY stream_version) AS e"
+            )
         return (
             "SELECT stream_id, stream_version, event_type, payload FROM events "
-            f"WHERE stream_id IN ({self.marks(count)}) ORDER BY position"
+            f"WHERE stream_id IN ({self.marks(count)}) ORDER BY stream_id, stream_version"
         )
+
+    def ids(self, chunk: list[str]) -> tuple[Any, ...]:
+        """The parameters of a lookup by `chunk`: one array on PostgreSQL, else each id."""
+        return (chunk,) if self.postgresql else tuple(chunk)
 
 
 _STATEMENTS: dict[str, _Statements] = {}
@@ -212,13 +231,20 @@ def known_articles(
 
 def _from_the_log(connection: sa.Connection, article_ids: list[str]) -> dict[str, KnownArticle]:
     """Articles the log has but the bookkeeping table lost (restored from a backup, say):
-    rebuilt from their streams, so the loss costs a read, never a duplicate or a wedged feed."""
+    rebuilt from their streams, so the loss costs a read, never a duplicate or a wedged feed.
+    Asked for every new article, so the usual answer, none, comes from the log's index alone;
+    only the streams found are read."""
     statements = _statements(connection)
-    histories: dict[str, list[tuple[str, Any]]] = {}
-    versions: dict[str, int] = {}
+    logged: list[str] = []
     for start in range(0, len(article_ids), _LOOKUP_CHUNK):
         chunk = article_ids[start : start + _LOOKUP_CHUNK]
-        rows = _lookup(connection, statements.histories(len(chunk)), tuple(chunk))
+        rows = _lookup(connection, statements.logged(len(chunk)), statements.ids(chunk))
+        logged += [stream_id for stream_id, version in rows if version is not None]
+    histories: dict[str, list[tuple[str, Any]]] = {}
+    versions: dict[str, int] = {}
+    for start in range(0, len(logged), _LOOKUP_CHUNK):
+        chunk = logged[start : start + _LOOKUP_CHUNK]
+        rows = _lookup(connection, statements.histories(len(chunk)), statements.ids(chunk))
         for stream_id, stream_version, event_type, payload in rows:
             histories.setdefault(stream_id, []).append((event_type, json.loads(payload)))
             versions[stream_id] = stream_version
