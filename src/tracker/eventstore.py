@@ -45,7 +45,8 @@ _MAX_STREAM_ID = cast(sa.String, events.c.stream_id.type).length or 0
 _MAX_EVENT_TYPE = cast(sa.String, events.c.event_type.type).length or 0
 # Positions are 64-bit integers on both databases.
 _MAX_POSITION = 2**63 - 1
-# Keeps `IN (...)` lists well under every database's bound-parameter limit.
+# Keeps `IN (...)` lists (SQLite's, and PostgreSQL's lookups by event id) well under every
+# database's bound-parameter limit.
 _ID_LOOKUP_CHUNK = 500
 # An appender stuck behind someone else's lock this long reports it rather than wait forever
 # (SQLite's busy timeout does the same there).
@@ -85,9 +86,9 @@ def _bind_processor(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[An
     return cast(Callable[[Any], Any], processor) if processor is not None else _identity
 
 
-def stream_versions(postgresql: bool, marks: str) -> str:
-    """Each stream's version, null where the log has none, for the ids `marks` stands for (on
-    PostgreSQL one array instead). There each id is looked up by itself at the end of the
+def stream_versions(postgresql: bool, count: int, mark: str = "?") -> str:
+    """Each stream's version, null where the log has none, for `count` stream ids passed as
+    id_parameters gives them. On PostgreSQL each id is looked up by itself at the end of the
     (stream_id, stream_version) index: with no statistics on stream_id (a log never analysed:
     autovacuum off, or not yet), the planner reckons a list of ids matches thousands of rows
     and scans the whole log for them, half a second at a million events."""
@@ -98,8 +99,14 @@ def stream_versions(postgresql: bool, marks: str) -> str:
         )
     return (
         "SELECT stream_id, max(stream_version) FROM events "
-        f"WHERE stream_id IN ({marks}) GROUP BY stream_id"
+        f"WHERE stream_id IN ({', '.join([mark] * count)}) GROUP BY stream_id"
     )
+
+
+def id_parameters(postgresql: bool, ids: Sequence[str]) -> tuple[Any, ...]:
+    """The parameters of a lookup by stream ids: one array on PostgreSQL (its statements
+    unnest it), else one parameter per id (SQLite's IN lists)."""
+    return (list(ids),) if postgresql else tuple(ids)
 
 
 class _WriteStatements:
@@ -129,10 +136,10 @@ class _WriteStatements:
         return f"SELECT {_PLACE_COLUMNS} FROM events WHERE event_id IN ({self.marks(count)})"
 
     def stream_versions(self, count: int) -> str:
-        return stream_versions(self.postgresql, self.marks(count))
+        return stream_versions(self.postgresql, count, self.mark)
 
     def query(self, cursor: Any, statement: str, parameters: Sequence[Any]) -> list[Any]:
-        """Rows of a lookup whose statement text varies with its number of parameters."""
+        """Rows of a lookup by a list of ids (on SQLite its text varies with their number)."""
         if self.postgresql:
             # Planned afresh each time: a prepared statement's generic plan is made once, from
             # the statistics of a table that may since have grown from nothing to millions,
@@ -484,7 +491,8 @@ class EventStore:
         for start in range(0, len(stream_ids), _ID_LOOKUP_CHUNK):
             chunk = stream_ids[start : start + _ID_LOOKUP_CHUNK]
             statement = statements.stream_versions(len(chunk))
-            rows = statements.query(cursor, statement, [chunk] if statements.postgresql else chunk)
+            parameters = id_parameters(statements.postgresql, chunk)
+            rows = statements.query(cursor, statement, parameters)
             found.update((stream_id, version) for stream_id, version in rows if version is not None)
         return found
 

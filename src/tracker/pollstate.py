@@ -18,7 +18,7 @@ from tracker.database import upsert
 from tracker.deciding import KnownArticle, known_from_history
 from tracker.encoding import stored_time
 from tracker.events.feeds import GONE, HEALTHY
-from tracker.eventstore import stream_versions
+from tracker.eventstore import id_parameters, stream_versions
 from tracker.schema import article_state, feed_state
 
 _LOOKUP_CHUNK = 500
@@ -131,7 +131,7 @@ class _Statements:
 
     def logged(self, count: int) -> str:
         """Each id with its stream's version, null where the log has none."""
-        return stream_versions(self.postgresql, self.marks(count))
+        return stream_versions(self.postgresql, count, self._mark)
 
     def histories(self, count: int) -> str:
         """Each stream's events in order. On PostgreSQL each id by itself, for the reason
@@ -141,16 +141,13 @@ class _Statements:
                 "SELECT e.stream_id, e.stream_version, e.event_type, e.payload "
                 "FROM unnest(%s::text[]) AS ids(stream_id) CROSS JOIN LATERAL ("
                 "SELECT stream_id, stream_version, event_type, payload FROM events "
-                "WHERE events.stream_id = ids.stream_id ORDER BY stream_version) AS e"
+                "WHERE events.stream_id = ids.stream_id ORDER BY stream_version) AS e "
+                "ORDER BY e.stream_id, e.stream_version"
             )
         return (
             "SELECT stream_id, stream_version, event_type, payload FROM events "
             f"WHERE stream_id IN ({self.marks(count)}) ORDER BY stream_id, stream_version"
         )
-
-    def ids(self, chunk: list[str]) -> tuple[Any, ...]:
-        """The parameters of a lookup by `chunk`: one array on PostgreSQL, else each id."""
-        return (chunk,) if self.postgresql else tuple(chunk)
 
 
 _STATEMENTS: dict[str, _Statements] = {}
@@ -165,7 +162,7 @@ def _statements(connection: sa.Connection) -> _Statements:
 
 
 def _lookup(connection: sa.Connection, statement: str, parameters: tuple[Any, ...]) -> list[Any]:
-    """The rows of a lookup by a list of ids (its text varies with their number)."""
+    """The rows of a lookup by a list of ids (on SQLite its text varies with their number)."""
     if connection.dialect.name == "postgresql":
         # Planned afresh each time, as the store's lookups are: psycopg prepares a statement
         # run often, and its generic plan, made while a table was nearly empty, may scan it
@@ -232,19 +229,25 @@ def known_articles(
 def _from_the_log(connection: sa.Connection, article_ids: list[str]) -> dict[str, KnownArticle]:
     """Articles the log has but the bookkeeping table lost (restored from a backup, say):
     rebuilt from their streams, so the loss costs a read, never a duplicate or a wedged feed.
-    Asked for every new article, so the usual answer, none, comes from the log's index alone;
+    Asked for every new article, so the usual answer, none, costs one index probe per id;
     only the streams found are read."""
     statements = _statements(connection)
     logged: list[str] = []
     for start in range(0, len(article_ids), _LOOKUP_CHUNK):
         chunk = article_ids[start : start + _LOOKUP_CHUNK]
-        rows = _lookup(connection, statements.logged(len(chunk)), statements.ids(chunk))
+        rows = _lookup(
+            connection, statements.logged(len(chunk)), id_parameters(statements.postgresql, chunk)
+        )
         logged += [stream_id for stream_id, version in rows if version is not None]
     histories: dict[str, list[tuple[str, Any]]] = {}
     versions: dict[str, int] = {}
     for start in range(0, len(logged), _LOOKUP_CHUNK):
         chunk = logged[start : start + _LOOKUP_CHUNK]
-        rows = _lookup(connection, statements.histories(len(chunk)), statements.ids(chunk))
+        rows = _lookup(
+            connection,
+            statements.histories(len(chunk)),
+            id_parameters(statements.postgresql, chunk),
+        )
         for stream_id, stream_version, event_type, payload in rows:
             histories.setdefault(stream_id, []).append((event_type, json.loads(payload)))
             versions[stream_id] = stream_version
