@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -121,3 +122,112 @@ def test_stream_ids_by_prefix_and_last_event(engine: sa.Engine) -> None:
     last = store.last_event("storyline-essequibo")
     assert last is not None and last.payload == {"v": 2} and last.stream_version == 2
     assert store.last_event("nothing") is None
+
+
+def test_read_batch_covers_a_window_of_positions_and_says_where_it_ends(
+    engine: sa.Engine,
+) -> None:
+    """Catch-up and replay read the log in windows of positions: a window may hold fewer events
+    of the wanted types than the batch size (or none), and the next batch starts where the
+    window ended, so nothing is missed or read twice."""
+    store = history(engine)  # positions 1-4 published, 5-20 revised
+    wanted = ["article.published"]
+    with engine.connect() as connection:
+        assert [
+            ([e.position for e in events], end)
+            for events, end in [
+                store.read_batch(connection, 0, 20, 3, wanted),
+                store.read_batch(connection, 3, 20, 3, wanted),
+                store.read_batch(connection, 6, 20, 3, wanted),
+                store.read_batch(connection, 18, 20, 3),
+            ]
+        ] == [([1, 2, 3], 3), ([4], 6), ([], 9), ([19, 20], 20)]
+        covered, after = [], 0
+        while after < 20:
+            events, after = store.read_batch(connection, after, 20, 3, ["article.revised"])
+            covered += [e.position for e in events]
+    assert covered == list(range(5, 21))
+    # The same through read_all up to a position, whose batches are windows too.
+    revised = store.read_all(until_position=20, event_types=["article.revised"], batch_size=3)
+    assert [e.position for e in revised] == list(range(5, 21))
+    published = store.read_all(until_position=20, event_types=["article.published"], batch_size=3)
+    assert [e.position for e in published] == [1, 2, 3, 4]
+    assert [e.position for e in store.read_all(2, until_position=9, batch_size=3, limit=4)] == [
+        3,
+        4,
+        5,
+        6,
+    ]
+
+
+def test_replay_and_catch_up_read_a_big_never_analysed_log_a_batch_at_a_time(
+    postgres_url: str,
+) -> None:
+    """Without statistics on the log (autovacuum off, as on this machine's server, or not yet
+    run), PostgreSQL reckons any range of positions holds a few thousand events, and planned
+    each batch of a catch-up or replay as a scan of every position from the batch's start to
+    the log's head and a sort of them all: at a million events, the whole rest of the log read
+    again for every batch of 2,000. Each batch must read about its own events, however long
+    the log."""
+    from tracker.database import create_engine, ensure_schema
+
+    engine = create_engine(postgres_url)
+    statements: list[tuple[str, object]] = []
+
+    def capture(
+        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM events" in statement:
+            statements.append((statement, parameters))
+
+    try:
+        ensure_schema(engine)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE events SET (autovacuum_enabled = false)")
+            payload = """'{"feed_id": "upi-top", "title": "' || repeat('x', 200) || '"}'"""
+            connection.exec_driver_sql(
+                "INSERT INTO events (position, event_id, stream_id, stream_version, event_type,"
+                " schema_version, payload, metadata, recorded_at, hash)"
+                " SELECT n, gen_random_uuid(), 'article-' || ((n + 2) / 3), mod(n + 2, 3) + 1,"
+                f" 'article.published', 1, {payload}, '{{}}', now(), md5(n::text)"
+                " FROM generate_series(1, 300000) AS n"
+            )
+        store = EventStore(engine)
+        wanted = ["article.published", "article.revised"]
+        sa.event.listen(engine, "before_cursor_execute", capture)
+        with engine.connect() as connection:
+            events, end = store.read_batch(connection, 1000, 300000, 2000, wanted)
+        replaying = store.read_all(0, until_position=300000, event_types=wanted)
+        first_of_replay = next(replaying)
+        replaying.close()
+        sa.event.remove(engine, "before_cursor_execute", capture)
+        with engine.connect() as connection:
+            analysed = connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stats"
+                " WHERE schemaname = current_schema() AND tablename = 'events'"
+            ).scalar()
+            assert analysed == 0, "the log must be unanalysed for this test to mean anything"
+            read = {}
+            for name, (statement, parameters) in zip(
+                ("a catch-up batch", "a replay batch"), statements, strict=True
+            ):
+                plan = connection.exec_driver_sql(
+                    f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
+                ).scalar()
+                read[name] = _rows_read_from_events(plan[0]["Plan"])
+    finally:
+        engine.dispose()
+    assert ([e.position for e in events][:1], len(events), end) == ([1001], 2000, 3000)
+    assert first_of_replay.position == 1
+    # A batch of 2,000 (catch-up's) or 10,000 (read_all's) events reads about that many rows,
+    # not the 300,000 after its start.
+    assert {where: rows for where, rows in read.items() if rows > 10_000} == {}
+
+
+def _rows_read_from_events(node: dict[str, Any]) -> int:
+    """The rows every scan of the events table in a plan produced or filtered away."""
+    rows = 0
+    if node.get("Relation Name") == "events":
+        rows += int(node["Actual Rows"]) * int(node.get("Actual Loops", 1))
+        rows += int(node.get("Rows Removed by Filter", 0))
+    return rows + sum(_rows_read_from_events(child) for child in node.get("Plans", []))

@@ -585,7 +585,9 @@ class EventStore:
         if event_types is not None:
             conditions.append(events.c.event_type.in_(sorted(set(event_types))))
         query = sa.select(*self._envelope).where(*conditions).order_by(events.c.position)
-        for rows in self._batches(query, events.c.position, after_position, batch_size, limit):
+        for rows in self._batches(
+            query, events.c.position, after_position, batch_size, limit, until_position
+        ):
             for row in rows:
                 yield recorded_event(row)
 
@@ -596,18 +598,21 @@ class EventStore:
         until_position: int,
         limit: int,
         event_types: Sequence[str] | None = None,
-    ) -> list[RecordedEvent]:
-        """Up to `limit` events after `after_position` and up to `until_position`, in order,
-        read on the caller's connection (inside the caller's transaction)."""
+    ) -> tuple[list[RecordedEvent], int]:
+        """The events (of `event_types`, if given) in the next `limit` positions after
+        `after_position`, up to `until_position`, in order, read on the caller's connection
+        (inside the caller's transaction); and the last position the batch covers, from which
+        the next one starts. Fewer than `limit` events does not mean the end: a window may hold
+        events of other types."""
+        end = min(after_position + limit, until_position)
         query = (
             sa.select(*self._envelope)
-            .where(events.c.position > after_position, events.c.position <= until_position)
+            .where(events.c.position > after_position, events.c.position <= end)
             .order_by(events.c.position)
-            .limit(limit)
         )
         if event_types is not None:
             query = query.where(events.c.event_type.in_(sorted(set(event_types))))
-        return [recorded_event(row) for row in connection.execute(query)]
+        return [recorded_event(row) for row in connection.execute(query)], end
 
     def position_at(self, moment: datetime) -> int:
         """The last position recorded at or before `moment` (0 if none): recorded times never
@@ -668,20 +673,33 @@ class EventStore:
         after: int,
         batch_size: int,
         limit: int | None,
+        until: int | None = None,
     ) -> Iterator[Sequence[sa.Row[Any]]]:
         # Keyset pagination: each batch starts after the last key seen, so it costs the same at
         # the end of a million events as at the start, and no cursor stays open in between.
+        # With an upper bound (`until`, a position), each batch reads a window of at most
+        # `batch_size` positions: without statistics on the log (autovacuum off, or not yet
+        # run) PostgreSQL reckons a range between two positions holds a few thousand rows
+        # whatever its bounds, and for each batch scanned and sorted all the rest of the log.
         remaining = limit
         with storage_errors(self._engine), self._engine.connect() as connection:
             while remaining is None or remaining > 0:
+                if until is not None and after >= until:
+                    return
                 size = batch_size if remaining is None else min(batch_size, remaining)
-                rows = connection.execute(query.where(key > after).limit(size)).all()
+                batch = query.where(key > after)
+                if until is not None:
+                    end = min(after + size, until)
+                    batch = batch.where(key <= end)
+                rows = connection.execute(batch.limit(size)).all()
                 connection.rollback()
-                if not rows:
+                if rows:
+                    yield rows
+                if until is not None:
+                    after = end if len(rows) < size else getattr(rows[-1], key.name)
+                elif len(rows) < size:
                     return
-                yield rows
-                if len(rows) < size:
-                    return
-                after = getattr(rows[-1], key.name)
+                else:
+                    after = getattr(rows[-1], key.name)
                 if remaining is not None:
                     remaining -= len(rows)

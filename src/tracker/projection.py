@@ -425,8 +425,9 @@ def catch_up(
                 after = {p.name: rows[p.name].position for p in active}
                 low = min(after.values(), default=head)
                 if low < head:
-                    events = store.read_batch(connection, low, head, batch_size, handled_types)
-                    upto = events[-1].position if len(events) == batch_size else head
+                    events, upto = store.read_batch(
+                        connection, low, head, batch_size, handled_types
+                    )
                     views = {
                         p.name: Views(connection, tables_of(p, rows[p.name].generation))
                         for p in active

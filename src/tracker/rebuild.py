@@ -207,8 +207,7 @@ def _swap(
         types = handled(projectors)
         new = {p.name: Views(connection, tables_of(p, generations[p.name])) for p in projectors}
         while position < head:
-            events = store.read_batch(connection, position, head, REPLAY_BATCH, types)
-            upto = events[-1].position if len(events) == REPLAY_BATCH else head
+            events, upto = store.read_batch(connection, position, head, REPLAY_BATCH, types)
             apply_batch(projectors, new, decoded(events), dict.fromkeys(names, position))
             if progress is not None:
                 progress(upto - position)
