@@ -604,6 +604,8 @@ class EventStore:
         (inside the caller's transaction); and the last position the batch covers, from which
         the next one starts. Fewer than `limit` events does not mean the end: a window may hold
         events of other types."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
         end = min(after_position + limit, until_position)
         query = (
             sa.select(*self._envelope)
@@ -681,15 +683,23 @@ class EventStore:
         # `batch_size` positions: without statistics on the log (autovacuum off, or not yet
         # run) PostgreSQL reckons a range between two positions holds a few thousand rows
         # whatever its bounds, and for each batch scanned and sorted all the rest of the log.
+        # The bound is taken no further than the head as the read starts: positions below it
+        # are all committed (appends take them in order under the log's lock), so a window
+        # short of events is short of the types asked for, never of events still to come.
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         remaining = limit
         with storage_errors(self._engine), self._engine.connect() as connection:
+            if until is not None:
+                until = min(until, self.head_in(connection))
+                connection.rollback()
             while remaining is None or remaining > 0:
                 if until is not None and after >= until:
                     return
                 size = batch_size if remaining is None else min(batch_size, remaining)
                 batch = query.where(key > after)
                 if until is not None:
-                    end = min(after + size, until)
+                    end = min(after + batch_size, until)
                     batch = batch.where(key <= end)
                 rows = connection.execute(batch.limit(size)).all()
                 connection.rollback()
