@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from tracker.records import RecordedEvent
 from tracker.service import Tracker
 
@@ -44,3 +46,27 @@ def run_tracker(
         cwd=cwd,
         timeout=120,
     )
+
+
+def fill_unanalysed_log(engine: sa.Engine, events: int) -> None:
+    """A PostgreSQL log of `events` fake article events (three per article, payloads of real
+    size, hashes that do not chain: nothing verifies them) in one statement, with autovacuum
+    off for it, so the planner knows nothing of it, as on a server before its first analyse."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE events SET (autovacuum_enabled = false)")
+        payload = """'{"feed_id": "upi-top", "title": "' || repeat('x', 200) || '"}'"""
+        connection.exec_driver_sql(
+            "INSERT INTO events (position, event_id, stream_id, stream_version, event_type,"
+            " schema_version, payload, metadata, recorded_at, hash)"
+            " SELECT n, gen_random_uuid(), 'article-' || ((n + 2) / 3), mod(n + 2, 3) + 1,"
+            f" 'article.published', 1, {payload}, '{{}}', now(), md5(n::text)"
+            f" FROM generate_series(1, {int(events)}) AS n"
+        )
+
+
+def assert_unanalysed(connection: sa.Connection) -> None:
+    """The log has no statistics: else a test of plans on an unanalysed log means nothing."""
+    analysed = connection.exec_driver_sql(
+        "SELECT count(*) FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'events'"
+    ).scalar()
+    assert analysed == 0, "the log must be unanalysed for this test to mean anything"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from feedserver import FEEDS, FeedServer, Reply, conditional, feed
-from helpers import polled, run_tracker
+from helpers import assert_unanalysed, fill_unanalysed_log, polled, run_tracker
 
 from tracker.events import decode
 from tracker.fetch import Fetcher, FetchLimits
@@ -1194,25 +1194,10 @@ def test_a_poll_looks_up_articles_in_a_big_never_analysed_log_by_index(postgres_
     engine = create_engine(postgres_url)
     try:
         ensure_schema(engine)
-        with engine.begin() as connection:
-            connection.exec_driver_sql("ALTER TABLE events SET (autovacuum_enabled = false)")
-            # 100,000 articles of three events each, in one statement (their hashes do not
-            # chain: nothing here verifies them).
-            payload = """'{"feed_id": "upi-top", "title": "' || repeat('x', 200) || '"}'"""
-            connection.exec_driver_sql(
-                "INSERT INTO events (position, event_id, stream_id, stream_version, event_type,"
-                " schema_version, payload, metadata, recorded_at, hash)"
-                " SELECT n, gen_random_uuid(), 'article-' || ((n + 2) / 3), mod(n + 2, 3) + 1,"
-                f" 'article.published', 1, {payload}, '{{}}', now(), md5(n::text)"
-                " FROM generate_series(1, 300000) AS n"
-            )
+        fill_unanalysed_log(engine, 300000)  # 100,000 articles
         ids = [f"article-{n}" for n in range(1000, 1040)] + [f"new-{n}" for n in range(10)]
         with engine.connect() as connection:
-            analysed = connection.exec_driver_sql(
-                "SELECT count(*) FROM pg_stats"
-                " WHERE schemaname = current_schema() AND tablename = 'events'"
-            ).scalar()
-            assert analysed == 0, "the log must be unanalysed for this test to mean anything"
+            assert_unanalysed(connection)
             cursor = connection.connection.cursor()
             plans = {}
             for name, statement in [

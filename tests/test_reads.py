@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
+from helpers import assert_unanalysed, fill_unanalysed_log
 
 from tracker.eventstore import EventStore
 from tracker.records import NewEvent
@@ -190,16 +191,7 @@ def test_replay_and_catch_up_read_a_big_never_analysed_log_a_batch_at_a_time(
 
     try:
         ensure_schema(engine)
-        with engine.begin() as connection:
-            connection.exec_driver_sql("ALTER TABLE events SET (autovacuum_enabled = false)")
-            payload = """'{"feed_id": "upi-top", "title": "' || repeat('x', 200) || '"}'"""
-            connection.exec_driver_sql(
-                "INSERT INTO events (position, event_id, stream_id, stream_version, event_type,"
-                " schema_version, payload, metadata, recorded_at, hash)"
-                " SELECT n, gen_random_uuid(), 'article-' || ((n + 2) / 3), mod(n + 2, 3) + 1,"
-                f" 'article.published', 1, {payload}, '{{}}', now(), md5(n::text)"
-                " FROM generate_series(1, 300000) AS n"
-            )
+        fill_unanalysed_log(engine, 300000)
         store = EventStore(engine)
         wanted = ["article.published", "article.revised"]
         sa.event.listen(engine, "before_cursor_execute", capture)
@@ -210,11 +202,7 @@ def test_replay_and_catch_up_read_a_big_never_analysed_log_a_batch_at_a_time(
         replaying.close()
         sa.event.remove(engine, "before_cursor_execute", capture)
         with engine.connect() as connection:
-            analysed = connection.exec_driver_sql(
-                "SELECT count(*) FROM pg_stats"
-                " WHERE schemaname = current_schema() AND tablename = 'events'"
-            ).scalar()
-            assert analysed == 0, "the log must be unanalysed for this test to mean anything"
+            assert_unanalysed(connection)
             read = {}
             for name, (statement, parameters) in zip(
                 ("a catch-up batch", "a replay batch"), statements, strict=True
