@@ -77,7 +77,19 @@ def create_engine(url: str) -> Engine:
         return _sqlite_engine(parsed)
     # READ COMMITTED whatever the server's default: an append must see the newest committed
     # event once it holds the table lock, which a REPEATABLE READ snapshot would hide.
-    return sa.create_engine(parsed, pool_pre_ping=True, isolation_level="READ COMMITTED")
+    engine = sa.create_engine(parsed, pool_pre_ping=True, isolation_level="READ COMMITTED")
+
+    @event.listens_for(engine, "connect")
+    def _no_jit(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # Our statements each read a few rows, but on a log or view the server has not
+        # analysed yet its estimates run to millions of rows, past jit_above_cost: compiling
+        # them took 50 ms where running them took 2 (a poll round's look-up of the feeds'
+        # definitions at 1M events). Committed, so the pool's rollbacks keep it.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET jit = off")
+        dbapi_connection.commit()
+
+    return engine
 
 
 def _sqlite_engine(url: URL) -> Engine:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
 from tracker.database import WRITE, storage_errors
@@ -637,11 +638,27 @@ class EventStore:
         with storage_errors(self._engine), self._engine.connect() as connection:
             for start in range(0, len(stream_ids), _ID_LOOKUP_CHUNK):
                 chunk = list(stream_ids[start : start + _ID_LOOKUP_CHUNK])
-                query = sa.select(*self._envelope).where(events.c.stream_id.in_(chunk))
-                if until_position is not None:
-                    query = query.where(events.c.position <= until_position)
+                query = self._streams_query(chunk, until_position)
                 found.extend(recorded_event(row) for row in connection.execute(query))
         return sorted(found, key=lambda event: event.position)
+
+    def _streams_query(self, stream_ids: list[str], until_position: int | None) -> sa.Select[Any]:
+        bound = events.c.position <= until_position if until_position is not None else sa.true()
+        if self._engine.dialect.name != "postgresql":
+            return sa.select(*self._envelope).where(events.c.stream_id.in_(stream_ids), bound)
+        # Each id looked up by itself through the (stream_id, stream_version) index: with no
+        # statistics on the log (autovacuum not run yet, or off) PostgreSQL reckons an IN list
+        # of 200 ids matches the whole log and scans it, at every poll round (the feeds'
+        # definitions), as it did the poll's look-ups (stream_versions).
+        wanted = sa.func.unnest(sa.literal(stream_ids, postgresql.ARRAY(sa.Text)))
+        ids = wanted.table_valued("stream_id").render_derived(name="ids")
+        each = (
+            sa.select(*self._envelope)
+            .where(events.c.stream_id == ids.c.stream_id, bound)
+            .order_by(events.c.stream_version)  # kept a subquery: a join would scan the log
+            .lateral("each_stream")
+        )
+        return sa.select(*each.c).select_from(ids).join(each, sa.true())
 
     def read_stream(
         self, stream_id: str, from_version: int = 1, *, batch_size: int = DEFAULT_BATCH_SIZE
