@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # Events per catch-up transaction: short, so that polls are not held up behind one.
 CATCH_UP_BATCH = 2_000
+# A catch-up that applied this many events analyses the views after (on PostgreSQL): a
+# first build, or a daemon back after a long stop.
+ANALYSE_AFTER = 20_000
 # How long a PostgreSQL swap or drop waits for another session's lock on a view table (a tool
 # holding a transaction open) before it gives up, rather than stall every catch-up behind it.
 VIEW_LOCK_TIMEOUT_MS = 30_000
@@ -296,6 +299,21 @@ def tables_of(projector: Projector, generation: int) -> dict[str, sa.Table]:
     return {table.name: table.build(metadata, generation) for table in projector.tables}
 
 
+def analyse(
+    engine: Engine, projectors: Sequence[Projector], generations: Mapping[str, int]
+) -> None:
+    """Give PostgreSQL's planner the tables' statistics: without them it guesses their sizes,
+    and may scan a whole view for a few rows or sort a storyline's every member to find its
+    newest (autovacuum analyses them only later, or never where it is off)."""
+    if engine.dialect.name != "postgresql":
+        return
+    with writing(engine) as connection:
+        quote = connection.dialect.identifier_preparer.quote
+        for projector in projectors:
+            for table in tables_of(projector, generations[projector.name]).values():
+                connection.exec_driver_sql(f"ANALYZE {quote(table.name)}")
+
+
 def create_tables(connection: sa.Connection, projector: Projector, generation: int) -> None:
     for table in tables_of(projector, generation).values():
         table.create(connection)
@@ -386,6 +404,7 @@ def catch_up(
     progress: Progress | None = None,
     batch_size: int = CATCH_UP_BATCH,
     stopping: Callable[[], bool] | None = None,
+    analyse_after: int = ANALYSE_AFTER,
 ) -> CatchUpReport:
     """Bring every projection up to the end of the log, a batch per transaction.
 
@@ -393,6 +412,7 @@ def catch_up(
     its projector is rebuilt (replayed) first; one a replay is rebuilding is left to it.
     `stopping` is asked after each batch: a stopping daemon must not chase a log that other
     daemons keep writing; every batch has committed, so the next catch-up goes on from there.
+    Having applied `analyse_after` events or more, it analyses the views (PostgreSQL).
     """
     from tracker.rebuild import ReplayBusy, replay  # rebuild builds on this module
 
@@ -449,6 +469,8 @@ def catch_up(
                 skipped |= {p.name for p in outdated}
             continue
         if low >= head:
+            if applied >= analyse_after:
+                analyse(engine, active, {p.name: rows[p.name].generation for p in active})
             return CatchUpReport(applied, head, tuple(rebuilt), tuple(sorted(skipped)))
         applied += upto - low
         if progress is not None:

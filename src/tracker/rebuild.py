@@ -26,6 +26,7 @@ from tracker.projection import (
     Progress,
     Projector,
     Views,
+    analyse,
     apply_batch,
     check_versions,
     create_tables,
@@ -85,7 +86,7 @@ def replay(
             for projector in projectors:
                 create_tables(connection, projector, generations[projector.name])
         position = _fill(store, projectors, generations, owner, progress, batch_size)
-        _analyse(store, projectors, generations)
+        analyse(store.engine, projectors, generations)
         head, changes = _swap(store, projectors, generations, owner, position, progress)
     except BaseException:
         _discard(store, projectors, generations, owner)
@@ -170,21 +171,6 @@ def _fill(
     if progress is not None and head > position:
         progress(head - position)  # events no projector handles, passed over at the end
     return head
-
-
-def _analyse(
-    store: EventStore, projectors: Sequence[Projector], generations: Mapping[str, int]
-) -> None:
-    """Give PostgreSQL's planner the new tables' statistics before anyone reads them: without
-    them it guesses their sizes, and may sort a storyline's every member to find its newest
-    (autovacuum would analyse them only later, or never where it is off)."""
-    if store.engine.dialect.name != "postgresql":
-        return
-    with writing(store.engine) as connection:
-        quote = connection.dialect.identifier_preparer.quote
-        for projector in projectors:
-            for table in tables_of(projector, generations[projector.name]).values():
-                connection.exec_driver_sql(f"ANALYZE {quote(table.name)}")
 
 
 def _swap(
