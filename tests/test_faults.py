@@ -261,3 +261,30 @@ def pg_cluster() -> list[str]:
 
 def postgres_ready() -> bool:
     return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]).returncode == 0
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_server_closed_while_idle_is_replaced_unseen(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pooled connections are not pinged at every use (a poll would pay a round trip per
+    feed), but one that sat idle is: a server that closed it meanwhile (restarted, or an
+    administrator ending idle sessions) costs the next command nothing but a new connection."""
+    import tracker.database
+    from tracker.database import create_engine
+
+    monkeypatch.setattr(tracker.database, "PING_AFTER_IDLE_S", 0.2)
+    engine = create_engine(postgres_url)
+    admin = create_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"SELECT pg_terminate_backend({int(first)})")
+        time.sleep(0.5)
+        with engine.connect() as connection:
+            second = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    finally:
+        engine.dispose()
+        admin.dispose()
+    assert second not in (None, first)

@@ -277,6 +277,22 @@ class LogSession:
         # too high would leave a gap.)
         assumed, self.assumed = self.assumed, {}
         store, statements, cursor = self._store, self._store._statements, self._cursor
+        if assumed and statements.postgresql:
+            # The versions are read and the rows sent in one round trip (a pipeline): read
+            # first, they are the streams' versions before these rows, and if one is not what
+            # its caller expected, the error rolls the rows back with the whole session.
+            reader = cursor.connection.cursor()
+            try:
+                with cursor.connection.pipeline():
+                    pending = store._send_stream_versions(reader, list(assumed))
+                    cursor.executemany(statements.insert, rows)
+                actual = pending()
+            except statements.integrity_error as error:
+                raise self._refusal(error, rows[0][_STREAM_ID], ids, assumed) from None
+            finally:
+                reader.close()
+            _check_versions(assumed, actual)
+            return
         if assumed:
             _check_versions(assumed, store._stream_versions(cursor, list(assumed)))
         try:
@@ -496,6 +512,20 @@ class EventStore:
             rows = statements.query(cursor, statement, parameters)
             found.update((stream_id, version) for stream_id, version in rows if version is not None)
         return found
+
+    def _send_stream_versions(
+        self, cursor: Any, stream_ids: list[str]
+    ) -> Callable[[], dict[str, int]]:
+        """PostgreSQL: send the look-up of the streams' versions (in a pipeline, its answer
+        comes later); returns what reads the answer once it has."""
+        statements = self._statements
+        statement = statements.stream_versions(len(stream_ids))
+        cursor.execute(statement, id_parameters(True, stream_ids), prepare=False)
+
+        def answer() -> dict[str, int]:
+            return {stream: version for stream, version in cursor.fetchall() if version is not None}
+
+        return answer
 
     def _stream_version(self, cursor: Any, stream_id: str) -> int:
         cursor.execute(self._statements.stream_version, (stream_id,))
