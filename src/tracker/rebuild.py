@@ -23,6 +23,8 @@ from tracker.errors import StorageError, TrackerError
 from tracker.eventstore import EventStore
 from tracker.owners import process_owner
 from tracker.projection import (
+    ANALYSE_AFTER,
+    Analyser,
     Progress,
     Projector,
     Views,
@@ -74,8 +76,11 @@ def replay(
     projectors: Sequence[Projector],
     progress: Progress | None = None,
     batch_size: int = REPLAY_BATCH,
+    analyse_after: int = ANALYSE_AFTER,
 ) -> ReplayReport:
-    """Rebuild the projections from the whole log into fresh tables, then swap them in."""
+    """Rebuild the projections from the whole log into fresh tables, then swap them in. On
+    PostgreSQL the tables are analysed as they fill (after `analyse_after` events, then each
+    time they have doubled) and once full."""
     engine = store.engine
     started = time.monotonic()
     owner = process_owner()
@@ -85,7 +90,8 @@ def replay(
         with writing(engine) as connection:
             for projector in projectors:
                 create_tables(connection, projector, generations[projector.name])
-        position = _fill(store, projectors, generations, owner, progress, batch_size)
+        analyser = Analyser(engine, analyse_after)
+        position = _fill(store, projectors, generations, owner, progress, batch_size, analyser)
         analyse(store.engine, projectors, generations)
         head, changes = _swap(store, projectors, generations, owner, position, progress)
     except BaseException:
@@ -148,6 +154,7 @@ def _fill(
     owner: str,
     progress: Progress | None,
     batch_size: int,
+    analyser: Analyser,
 ) -> int:
     """Apply the log as it stands now to the new tables, a batch per transaction."""
     head = store.head_position()
@@ -165,6 +172,7 @@ def _fill(
             }
             apply_batch(projectors, views, decoded(chunk), after)
         done = chunk[-1].position
+        analyser.applied(done, projectors, generations)
         if progress is not None:
             progress(done - position)
         position = done
