@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,30 @@ def test_connections_use_wal_a_busy_timeout_and_foreign_keys(sqlite_url: str) ->
         assert pragma("PRAGMA busy_timeout").scalar() == SQLITE_BUSY_TIMEOUT_S * 1000
         assert pragma("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_a_process_starting_while_another_writes_the_new_file_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    # Several trackers started at once on a new file: while one writes it (switching it to WAL,
+    # creating the tables), SQLite refuses the others' switch to WAL at once, not after the busy
+    # timeout. Seen in CI as "database is locked" from one of six `tracker events`.
+    path = tmp_path / "tracker.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE elsewhere (x)")
+    released = threading.Timer(0.5, other.execute, ("ROLLBACK",))
+    released.start()
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        started = time.monotonic()
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert time.monotonic() - started >= 0.4  # it waited for the writer, as told to
+    finally:
+        released.join()
+        other.close()
+        engine.dispose()
 
 
 def test_a_command_creates_the_database_file_where_it_is_run(tmp_path: Path) -> None:

@@ -132,13 +132,7 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            # WAL lets readers run while one process writes; it persists in the file. Switching
-            # needs write access: a read-only copy of a log stays readable without it.
-            try:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError as error:
-                if "readonly" not in str(error):
-                    raise
+            _use_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
@@ -161,6 +155,26 @@ def _sqlite_engine(url: URL) -> Engine:
             cursor.close()
 
     return engine
+
+
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the file to WAL, which lets readers run while one process writes; it persists in
+    the file, so this is a no-op on every connection after the first."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "readonly" in str(error):
+                return  # a read-only copy of a log stays readable without WAL
+            # Switching rewrites the file's header under a read lock it already holds, so SQLite
+            # answers "locked" at once rather than wait out the busy timeout when another
+            # process is writing (several processes starting together on a new file: one is
+            # switching it, or creating the tables). Wait as the busy timeout would.
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 # Any constant works; it only has to be the same in every process that migrates.
