@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.history import polls
+from tracker import digests
 from tracker.database import create_engine, ensure_schema
 from tracker.events import encode
 from tracker.eventstore import EventStore
@@ -102,8 +103,9 @@ def _timed(work: Callable[[], Any]) -> Result:
 
 
 def replay_all(url: str) -> Result:
+    """`tracker replay`'s work: every view rebuilt, then the storylines digested."""
     store = _store(url)
-    return _timed(lambda: replay(store, PROJECTORS).events)
+    return _timed(lambda: (replay(store, PROJECTORS).events, digests.refresh(store)))
 
 
 def catch_up_all(url: str) -> Result:
@@ -118,7 +120,7 @@ def catch_up_all(url: str) -> Result:
                 for table in tables_of(projector, generation).values():
                     table.drop(connection)
         connection.execute(sa.delete(projections))
-    return _timed(lambda: catch_up(store, PROJECTORS).applied)
+    return _timed(lambda: (catch_up(store, PROJECTORS).applied, digests.refresh(store)))
 
 
 def verify(url: str) -> Result:

@@ -163,6 +163,8 @@ def dump(store: EventStore) -> dict[str, list[tuple[Any, ...]]]:
         found = {}
         for projector in PROJECTORS:
             for view in projector.tables:
+                if view.name == "storyline_digests":
+                    continue  # a cache of sums over the views, made after them (test_digests)
                 table = snapshot.views[view.name]
                 query = sa.select(table).order_by(*(table.c[k] for k in view.primary_key))
                 found[view.name] = [

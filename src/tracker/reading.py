@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,6 +47,8 @@ class Snapshot:
     views: Views
     positions: Mapping[str, int]
     head: int
+    # The generation of each view read: none for the views of the past, built in private.
+    generations: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def position(self) -> int:
@@ -98,6 +100,7 @@ def _snapshot(
     }
     tables: dict[str, sa.Table] = {}
     positions: dict[str, int] = {}
+    generations: dict[str, int] = {}
     for projector in projectors:
         row = found.get(projector.name)
         if row is None or row.generation == 0:
@@ -113,7 +116,8 @@ def _snapshot(
             )
         tables.update(tables_of(projector, row.generation))
         positions[projector.name] = row.position
-    return Snapshot(Views(connection, tables), positions, store.head_in(connection))
+        generations[projector.name] = row.generation
+    return Snapshot(Views(connection, tables), positions, store.head_in(connection), generations)
 
 
 def read_past(

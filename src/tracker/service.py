@@ -272,12 +272,17 @@ class Tracker:
     def catch_up(
         self, progress: Progress | None = None, stopping: Callable[[], bool] | None = None
     ) -> CatchUpReport:
-        """Apply every event the views have not seen yet (after each poll, and at daemon start);
-        `stopping` is asked after each batch, and true ends the catch-up there."""
+        """Apply every event the views have not seen yet (after each poll, and at daemon start),
+        then digest the storylines that changed; `stopping` is asked after each batch, and true
+        ends the catch-up there."""
+        from tracker import digests
         from tracker.projection import catch_up
         from tracker.views import PROJECTORS
 
-        return catch_up(self.store, PROJECTORS, progress, stopping=stopping)
+        report = catch_up(self.store, PROJECTORS, progress, stopping=stopping)
+        if stopping is None or not stopping():
+            digests.refresh(self.store)
+        return report
 
     def replay(self, names: Sequence[str] = (), progress: Progress | None = None) -> ReplayReport:
         """Rebuild views from the whole log into fresh tables and swap them in atomically
@@ -294,6 +299,10 @@ class Tracker:
         report = replay(self.store, chosen(list(names)), progress)
         if names:
             self.catch_up()  # the others, so that every view stands at the same position
+        else:
+            from tracker import digests
+
+            digests.refresh(self.store)
         return report
 
     def status(self) -> Status:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -32,6 +32,8 @@ from tracker.summary import RECENT_ARTICLES, SourceText, summarise
 
 KEY_FIGURE_GROUPS = 5
 TOP_ENTITIES = 12
+# The views a storyline's digest is made from (tracker.digests).
+DIGESTED = ("entities", "figures", "storylines")
 
 
 class UnknownStoryline(UsageError):
@@ -91,6 +93,38 @@ class FigureChange:
     unit: str
     mentions: int
     steps: tuple[FigureStep, ...]
+
+    def as_json_object(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "label": self.label,
+            "unit": self.unit,
+            "mentions": self.mentions,
+            "values": [
+                {
+                    "value": _number(step.value),
+                    "text": step.text,
+                    "first_reported": _iso(step.first_reported),
+                    "source": step.source,
+                    "article_id": step.article_id,
+                }
+                for step in self.steps
+            ],
+        }
+
+    @classmethod
+    def from_json_object(cls, value: dict[str, Any]) -> FigureChange:
+        steps = tuple(
+            FigureStep(
+                float(step["value"]),
+                step["text"],
+                datetime.fromisoformat(step["first_reported"]),
+                step["source"],
+                step["article_id"],
+            )
+            for step in value["values"]
+        )
+        return cls(value["kind"], value["label"], value["unit"], value["mentions"], steps)
 
 
 @dataclass(frozen=True)
@@ -165,25 +199,7 @@ class Story:
                 }
                 for f in self.figures
             ],
-            "figure_changes": [
-                {
-                    "kind": c.kind,
-                    "label": c.label,
-                    "unit": c.unit,
-                    "mentions": c.mentions,
-                    "values": [
-                        {
-                            "value": _number(step.value),
-                            "text": step.text,
-                            "first_reported": _iso(step.first_reported),
-                            "source": step.source,
-                            "article_id": step.article_id,
-                        }
-                        for step in c.steps
-                    ],
-                }
-                for c in self.figure_changes
-            ],
+            "figure_changes": [c.as_json_object() for c in self.figure_changes],
             "articles": [
                 {
                     "id": a.id,
@@ -200,7 +216,7 @@ class Story:
                 }
                 for a in self.articles
             ],
-            "entities": [{"name": e.name, "kind": e.kind, "count": e.count} for e in self.entities],
+            "entities": [asdict(e) for e in self.entities],
             "per_day": [{"date": day, "count": count} for day, count in self.per_day],
             "rules": self.rules,
             "position": self.position,
@@ -295,6 +311,12 @@ def story(
         per_day = _per_day(articles)
     else:
         articles, figures, per_day = [article for article, _ in recent[:newest]][::-1], [], []
+    digest = _digest(snapshot, row)
+    if digest is not None:
+        changes, entities = digest
+    else:
+        changes = figure_changes(snapshot, storyline_id)
+        entities = entity_counts(snapshot, storyline_id)
     return Story(
         id=storyline_id,
         title=row.title,
@@ -310,8 +332,8 @@ def story(
             for c in summarise([text for _, text in recent])
         ),
         figures=tuple(figures),
-        figure_changes=tuple(_figure_changes(snapshot, storyline_id)),
-        entities=tuple(_entities(snapshot, storyline_id)),
+        figure_changes=tuple(changes),
+        entities=tuple(entities),
         per_day=tuple(per_day),
         position=snapshot.position,
         head=snapshot.head,
@@ -556,7 +578,36 @@ def _figures(snapshot: Snapshot, storyline_id: str) -> list[Figure]:
     ]
 
 
-def _figure_changes(snapshot: Snapshot, storyline_id: str) -> list[FigureChange]:
+def _digest(
+    snapshot: Snapshot, storyline: sa.Row[Any]
+) -> tuple[list[FigureChange], list[EntityCount]] | None:
+    """The storyline's figure changes and names as its digest holds them (tracker.digests), or
+    None where there is none that still holds: made from other generations of the figures or
+    entities views, or before a change to its members, or the views read stand at different
+    positions (a replay of one of them under way)."""
+    generations, positions = snapshot.generations, snapshot.positions
+    if not all(name in generations for name in DIGESTED):
+        return None  # the views of the past: built in private, never digested
+    if len({positions[name] for name in DIGESTED}) != 1:
+        return None
+    table = snapshot.views["storyline_digests"]
+    digest = snapshot.views.connection.execute(
+        sa.select(table).where(table.c.storyline_id == storyline.storyline_id)
+    ).first()
+    if (
+        digest is None
+        or digest.position < storyline.changed_position
+        or digest.entities_generation != generations["entities"]
+        or digest.figures_generation != generations["figures"]
+    ):
+        return None
+    return (
+        [FigureChange.from_json_object(c) for c in json.loads(digest.figure_changes)],
+        [EntityCount(**e) for e in json.loads(digest.entities)],
+    )
+
+
+def figure_changes(snapshot: Snapshot, storyline_id: str) -> list[FigureChange]:
     """Figures grouped by what they measure (kind, label, unit), each group's distinct values
     in the order they were first reported; the groups that changed first, then the most
     reported. The database groups them: one row per distinct value comes back, its first
@@ -608,7 +659,8 @@ def _figure_changes(snapshot: Snapshot, storyline_id: str) -> list[FigureChange]
     return changes
 
 
-def _entities(snapshot: Snapshot, storyline_id: str) -> list[EntityCount]:
+def entity_counts(snapshot: Snapshot, storyline_id: str) -> list[EntityCount]:
+    """The people, places and organisations its members name most, with their mentions."""
     joined, e = _per_member(snapshot, "entities", ("name", "kind", "count"))
     query = (
         sa.select(e.c.name, e.c.kind, sa.func.sum(e.c.count).label("mentions"))

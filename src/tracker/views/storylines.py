@@ -62,6 +62,9 @@ def _storyline_columns() -> list[sa.Column[Any]]:
         sa.Column("defined_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("defined_position", sa.BigInteger(), nullable=False),
         sa.Column("removed_at", sa.DateTime(timezone=True)),
+        # The last event that changed its members or what they read (their text, facts,
+        # figures, names): a digest made at or after it still holds (tracker.digests).
+        sa.Column("changed_position", sa.BigInteger(), nullable=False),
     ]
 
 
@@ -114,6 +117,17 @@ def _source_columns() -> list[sa.Column[Any]]:
     ]
 
 
+def _digest_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("storyline_id", sa.String(64), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),  # the views it was made from
+        sa.Column("entities_generation", sa.Integer(), nullable=False),
+        sa.Column("figures_generation", sa.Integer(), nullable=False),
+        sa.Column("figure_changes", sa.Text(), nullable=False),  # JSON, as `story --json`
+        sa.Column("entities", sa.Text(), nullable=False),
+    ]
+
+
 STORYLINES = ViewTable("storylines", _storyline_columns, ("storyline_id",))
 TEXTS = ViewTable("storyline_texts", _text_columns, ("article_id",))
 CURATION = ViewTable(
@@ -133,6 +147,10 @@ MEMBERS = ViewTable(
     ),
 )
 SOURCES = ViewTable("storyline_sources", _source_columns, ("storyline_id", "feed_id"))
+# Each storyline's figure changes and names, which are read from all its members' rows: made
+# after a catch-up or replay by tracker.digests, not by the projector, since they read the
+# figures and entities views too.
+DIGESTS = ViewTable("storyline_digests", _digest_columns, ("storyline_id",))
 FACTS = tuple(column.name for column in _fact_columns())
 NO_FACTS: dict[str, Any] = dict.fromkeys(FACTS)
 _FACT_KEYS = ("article_id", *FACTS)
@@ -189,8 +207,8 @@ def facts_of(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 class StorylinesProjector(Projector):
     name = "storylines"
-    version = 2
-    tables = (STORYLINES, TEXTS, CURATION, MEMBERS, SOURCES)
+    version = 3
+    tables = (STORYLINES, TEXTS, CURATION, MEMBERS, SOURCES, DIGESTS)
     handles = frozenset(
         {
             ArticlePublished.TYPE,
@@ -205,20 +223,30 @@ class StorylinesProjector(Projector):
 
     def apply(self, views: Views, batch: Batch) -> None:
         stories = _stories(views)
+        touched: dict[str, int] = {}
         run: list[tuple[Any, Any]] = []
         for event, typed in batch:
             if isinstance(typed, ArticlePublished | ArticleRevised):
                 run.append((event, typed))
                 continue
-            _articles(views, stories, run)
+            _articles(views, stories, run, touched)
             run = []
             if isinstance(typed, StorylineDefined):
-                _define(views, stories, event, typed)
+                _define(views, stories, event, typed, touched)
             elif isinstance(typed, StorylineRemoved):
                 _remove(views, stories, event, typed)
             else:
-                _curate(views, stories, event, typed)
-        _articles(views, stories, run)
+                _curate(views, stories, event, typed, touched)
+        _articles(views, stories, run, touched)
+        table = views["storylines"]
+        for position in sorted(set(touched.values())):
+            views.connection.execute(
+                sa.update(table)
+                .where(
+                    table.c.storyline_id.in_(sorted(s for s, p in touched.items() if p == position))
+                )
+                .values(changed_position=position)
+            )
 
     def changes(self, old: Views, new: Views) -> list[str]:
         """Per storyline, the articles the rebuild added and removed, with their titles (the
@@ -293,9 +321,13 @@ def _stories(views: Views) -> dict[str, Story]:
     }
 
 
-def _articles(views: Views, stories: dict[str, Story], run: list[tuple[Any, Any]]) -> None:
+def _articles(
+    views: Views, stories: dict[str, Story], run: list[tuple[Any, Any]], touched: dict[str, int]
+) -> None:
     """Store the texts of a run of article events and match them against every storyline,
-    event by event, so that where a batch ends never changes the result."""
+    event by event, so that where a batch ends never changes the result. Each storyline an
+    event's article was or is a member of is `touched` at its position: a new version changes
+    the storyline's figures and names even where the member row stays the same."""
     if not run:
         return
     connection = views.connection
@@ -348,7 +380,10 @@ def _articles(views: Views, stories: dict[str, Story], run: list[tuple[Any, Any]
         affected.update(found)
         for storyline_id in sorted(affected):
             key = (storyline_id, article_id)
+            was = key in members
             _update(members, key, found.get(storyline_id), curation.get(key), facts[article_id], at)
+            if was or key in members:
+                touched[storyline_id] = event.position
     upsert_rows(
         connection, views["storyline_texts"], [texts[a] for a in sorted(texts)], ("article_id",)
     )
@@ -454,19 +489,34 @@ Case = tuple[Story, str, str | None, dict[str, Any] | None, dict[str, Any]]
 
 
 def _settle(
-    views: Views, cases: Iterable[Case], members: dict[tuple[str, str], dict[str, Any]], at: Any
+    views: Views,
+    cases: Iterable[Case],
+    members: dict[tuple[str, str], dict[str, Any]],
+    event: Any,
+    touched: dict[str, int],
 ) -> None:
-    """Write each (storyline, article)'s membership as it stands after one event at `at`;
-    a case is the storyline, the article, its folded text, its curation and its facts, and
-    `members` holds the current member rows of every case."""
+    """Write each (storyline, article)'s membership as it stands after `event`; a case is the
+    storyline, the article, its folded text, its curation and its facts, and `members` holds
+    the current member rows of every case. A storyline with a member before or after is
+    `touched` at the event's position."""
+    at = utc(event.recorded_at)
     after = dict(members)
     for story, article_id, folded, curated, facts in cases:
+        key = (story.storyline_id, article_id)
         found = match_folded(story.rules, folded) if folded is not None else None
-        _update(after, (story.storyline_id, article_id), found, curated, facts, at)
+        _update(after, key, found, curated, facts, at)
+        if key in members or key in after:
+            touched[story.storyline_id] = event.position
     _write_members(views, members, after)
 
 
-def _define(views: Views, stories: dict[str, Story], event: Any, typed: StorylineDefined) -> None:
+def _define(
+    views: Views,
+    stories: dict[str, Story],
+    event: Any,
+    typed: StorylineDefined,
+    touched: dict[str, int],
+) -> None:
     table = views["storylines"]
     rules_text = _rules_text(typed)
     rules = rules_of(rules_text)
@@ -483,15 +533,17 @@ def _define(views: Views, stories: dict[str, Story], event: Any, typed: Storylin
                 "defined_at": at,
                 "defined_position": event.position,
                 "removed_at": None,
+                "changed_position": event.position,
             }
         ],
         ("storyline_id",),
     )
     story = Story(typed.storyline_id, rules, True)
     stories[typed.storyline_id] = story
+    touched[typed.storyline_id] = event.position  # its row says so already; kept by apply
     if previous is not None and previous.active and previous.rules == rules:
         return  # a new title only
-    _rematch(views, story, at)
+    _rematch(views, story, event, touched)
 
 
 def _remove(views: Views, stories: dict[str, Story], event: Any, typed: StorylineRemoved) -> None:
@@ -508,7 +560,7 @@ def _remove(views: Views, stories: dict[str, Story], event: Any, typed: Storylin
         stories[typed.storyline_id] = Story(previous.storyline_id, previous.rules, False)
 
 
-def _rematch(views: Views, story: Story, at: Any) -> None:
+def _rematch(views: Views, story: Story, event: Any, touched: dict[str, int]) -> None:
     """Match every article seen so far against a storyline's new rules."""
     connection = views.connection
     curation_table, members_table = views["storyline_curation"], views["storyline_articles"]
@@ -535,7 +587,8 @@ def _rematch(views: Views, story: Story, at: Any) -> None:
                 for article_id, folded, facts in chunk
             ),
             {k: v for k, v in members.items() if k[1] in ids},
-            at,
+            event,
+            touched,
         )
     # Pinned articles whose text the view never saw (their first sight precedes the log).
     unseen = set(curation) - seen
@@ -543,7 +596,8 @@ def _rematch(views: Views, story: Story, at: Any) -> None:
         views,
         ((story, a, None, curation[a], NO_FACTS) for a in sorted(unseen)),
         {k: v for k, v in members.items() if k[1] in unseen},
-        at,
+        event,
+        touched,
     )
 
 
@@ -568,7 +622,9 @@ def _all_texts(views: Views) -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
         after = chunk[-1][0]
 
 
-def _curate(views: Views, stories: dict[str, Story], event: Any, typed: Any) -> None:
+def _curate(
+    views: Views, stories: dict[str, Story], event: Any, typed: Any, touched: dict[str, int]
+) -> None:
     connection = views.connection
     table = views["storyline_curation"]
     key = (typed.storyline_id, typed.article_id)
@@ -591,9 +647,7 @@ def _curate(views: Views, stories: dict[str, Story], event: Any, typed: Any) -> 
     members_table = views["storyline_articles"]
     members = _member_rows(rows_by(connection, members_table, "article_id", [typed.article_id]))
     folded, facts = (text[0]["folded"], facts_of(text[0])) if text else (None, NO_FACTS)
-    _settle(
-        views, [(story, typed.article_id, folded, curated, facts)], members, utc(event.recorded_at)
-    )
+    _settle(views, [(story, typed.article_id, folded, curated, facts)], members, event, touched)
 
 
 def _titles(views: Views, article_ids: list[str]) -> dict[str, str]:
