@@ -6,9 +6,10 @@ read the views of the past that time travel builds in memory.
 
 What the terminal shows is read without reading every member (issue 5): the span, sources
 and count from indexes and the per-feed counts the storylines view keeps, the timeline and
-summary from the newest articles only, figure changes and names from queries the database
-groups, looking up each member's rows (the one part that still follows the storyline's size).
-Only `--json`, which lists every member and every figure, reads them all.
+summary from the newest articles only, figure changes and names from the storyline's digest
+(tracker.digests). Where no digest holds (views of the past, or a catch-up that has not made
+it yet) they are summed from each member's rows, the one read that follows the storyline's
+size. Only `--json`, which lists every member and every figure, reads them all.
 """
 
 from __future__ import annotations
