@@ -16,6 +16,7 @@ from feedserver import FeedServer, Reply
 from helpers import clean_env, polled
 from histories import append, dump, published
 
+from tracker import digests
 from tracker.projection import CATCH_UP_BATCH, lock_rows, writing
 from tracker.service import Tracker
 from tracker.settings import Settings
@@ -199,6 +200,31 @@ def test_the_daemon_keeps_the_views_up_to_date_after_each_poll(
     finally:
         code, err, _ = stop(daemon)
     assert code == 0, err
+
+
+def test_the_daemon_digests_the_storylines_that_changed_on_its_own_interval(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    feed_server.routes["/upi"] = Reply(200, rss("upi", items=3))
+    write_config(settings.config_path, feed_server, ["upi"], "1s")
+    with settings.config_path.open("a") as config:
+        config.write("storylines:\n  - {id: essequibo, match: {any: [Essequibo]}}\n")
+    daemon = start_daemon(settings, "--digest-every", "0.5")
+    try:
+        with Tracker(settings) as tracker:
+            wait_for(lambda: caught_up(tracker) and stale(tracker) == [])
+            feed_server.routes["/upi"] = Reply(200, rss("upi", items=4))
+            wait_for(lambda: len(tracker.story("essequibo").articles) == 4)
+            wait_for(lambda: stale(tracker) == [])  # digested again since
+    finally:
+        code, err, _ = stop(daemon)
+    assert code == 0, err
+
+
+def stale(tracker: Tracker) -> list[str] | None:
+    """The storylines whose digest is missing or no longer holds (None: the views stand apart
+    or are not built)."""
+    return digests.stale(tracker.store)
 
 
 def _workers(pid: int) -> list[int]:

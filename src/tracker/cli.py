@@ -268,12 +268,22 @@ def poll(
     "are cancelled, catch-ups stop at a batch); past it, it exits without whatever is still "
     "blocked, and that rolls back (the feeds are polled again later).",
 )
+@click.option(
+    "--digest-every",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often the storylines that changed are digested (their figure changes and names "
+    "summed once, for `tracker story` to read); until then `story` sums them itself.",
+)
 @config_option
 @database_url_option
 def daemon(
     parallel: int,
     log_level: str,
     stop_timeout: float,
+    digest_every: float,
     config_path: str | None,
     database_url: str | None,
 ) -> None:
@@ -303,7 +313,9 @@ def daemon(
     # request, per migration step) only when something is wrong.
     logging.getLogger("tracker").setLevel(getattr(logging, log_level.upper()))
     with _tracker(database_url, config_path) as tracker:
-        poller = Daemon(tracker, parallelism=parallel, stop_timeout=stop_timeout)
+        poller = Daemon(
+            tracker, parallelism=parallel, stop_timeout=stop_timeout, digest_every=digest_every
+        )
         code = poller.run()
     if poller.abandoned:
         # Interpreter exit joins the pool's threads, and these are blocked: leave without them.

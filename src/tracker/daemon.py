@@ -29,6 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from tracker.config import Config, FeedConfig
+from tracker.digests import DIGEST_EVERY_S
 from tracker.errors import ConfigError, StorageError, TrackerError
 from tracker.fetch import Fetcher
 from tracker.owners import process_owner
@@ -59,8 +60,10 @@ class Daemon:
         parallelism: int = POLL_PARALLELISM,
         owner: str | None = None,
         stop_timeout: float = STOP_TIMEOUT_S,
+        digest_every: float = DIGEST_EVERY_S,
     ) -> None:
         self.tracker = tracker
+        self.digest_every = digest_every
         self.owner = owner or process_owner()
         self.stats = DaemonStats()
         self.stop_timeout = stop_timeout
@@ -165,6 +168,15 @@ class Daemon:
                         log.info("definitions recorded: %s", ", ".join(changed))
             self.catch_up()
 
+    def _digest_job(self) -> None:
+        """The storylines that changed since the last time digested (tracker.digests)."""
+        with self._job() as started:
+            if started:
+                try:
+                    self.tracker.digest(stopping=self._stop.is_set)
+                except Exception:
+                    log.exception("storyline digests not made")
+
     @contextmanager
     def _job(self) -> Iterator[bool]:
         """Count a job in flight, unless the stop has come: whether it may run. The check and
@@ -239,7 +251,8 @@ class Daemon:
                 while self._catch_up_wanted.is_set():
                     self._catch_up_wanted.clear()
                     try:
-                        report = self.tracker.catch_up(stopping=self._stop.is_set)
+                        # Digests on their own interval (_digest_job), not after every poll.
+                        report = self.tracker.catch_up(stopping=self._stop.is_set, digest=False)
                         if report.stopped:
                             log.info(
                                 "stopping: views left at event %d, the next start goes on",
@@ -268,6 +281,14 @@ class Daemon:
             # The views are caught up in a worker, first, so that the main thread is always
             # free to act on a signal: a long catch-up ends at a batch when the stop comes.
             self._scheduler.add_job(self._catch_up_job, misfire_grace_time=None)
+            self._scheduler.add_job(
+                self._digest_job,
+                IntervalTrigger(seconds=self.digest_every),
+                id="digests:storylines",  # no feed id has a colon
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
             self._schedule(config)
             self._scheduler.start()
             log.info(

@@ -3,78 +3,75 @@ change, so that `tracker story` reads one row for them whatever the storyline's 
 
 They sum every member's rows of the figures and entities views, so the storylines projector
 cannot keep them: a projector reads only its own tables, and a replay may rebuild one view
-alone. They are made after a catch-up or a replay instead, from views that stand at one
-position, with the views' checkpoints locked so that no catch-up moves them meanwhile. A reader
-uses a digest only while it holds (tracker.stories): the same generations of the figures and
-entities views, and no change to the storyline's members or their articles since the position
-it was made at (the storylines projector marks each change). Otherwise the reader sums the
-members' rows itself, as it did before digests, and gets the same answer more slowly.
+alone. They are made after a catch-up or a replay instead (by the daemon, every
+DIGEST_EVERY_S), each summed in a read snapshot of views that stand at one position and
+written in a short transaction of its own. A reader uses a digest only while it holds
+(tracker.stories): made by this DIGEST_VERSION, from the current generations of the figures and
+entities views, with no change to the storyline's members or their articles since the position
+it was made at (the storylines projector marks each). Otherwise the reader sums the members'
+rows itself, as it did before digests, and gets the same answer more slowly.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
+from tracker.errors import SchemaError, StorageError
 from tracker.eventstore import EventStore
-from tracker.projection import Views, lock_rows, tables_of, writing
-from tracker.reading import Snapshot
-from tracker.stories import DIGESTED, entity_counts, figure_changes
+from tracker.projection import writing
+from tracker.reading import NotBuilt, Snapshot, missing_table, read_views
+from tracker.stories import (
+    DIGEST_VERSION,
+    DIGESTED,
+    entity_counts,
+    figure_changes,
+    same_position,
+)
 from tracker.views import BY_NAME
-from tracker.views.writes import upsert_rows
+
+_PROJECTORS = [BY_NAME[name] for name in DIGESTED]
+# How often the daemon digests what changed: its catch-ups follow every poll, and summing a
+# large storyline after each would cost more than the polls. Reads meanwhile sum the members.
+DIGEST_EVERY_S = 30.0
 
 
-def refresh(store: EventStore) -> list[str]:
+def refresh(store: EventStore, stopping: Callable[[], bool] | None = None) -> list[str]:
     """Make the digest of every storyline whose digest is missing or no longer holds; the
     storylines digested. Nothing when the views are not built, stand at different positions,
-    or were built by another version of tracker: readers then sum the members themselves."""
-    digested = []
-    # A transaction per storyline: each holds the views' checkpoints (and on SQLite the write
-    # lock) only as long as its own sums take.
-    for storyline_id in _stale(store):
-        with writing(store.engine) as connection:
-            snapshot = _locked_views(connection, store)
-            if snapshot is None:
-                break
-            if storyline_id not in _stale_in(snapshot):
-                continue  # another process made it meanwhile
-            _write(snapshot, storyline_id)
+    or were built by another version of tracker. `stopping` is asked before each storyline."""
+    digested: list[str] = []
+    for storyline_id in stale(store) or ():
+        if stopping is not None and stopping():
+            break
+        try:
+            made = read_views(store, _PROJECTORS, partial(_digest, storyline_id=storyline_id))
+        except (NotBuilt, SchemaError):
+            break  # a replay by another tracker version meanwhile
+        if made is not None and _write(store, *made):
             digested.append(storyline_id)
     return digested
 
 
-def _stale(store: EventStore) -> list[str]:
-    with writing(store.engine) as connection:
-        snapshot = _locked_views(connection, store)
-        return [] if snapshot is None else _stale_in(snapshot)
-
-
-def _locked_views(connection: sa.Connection, store: EventStore) -> Snapshot | None:
-    rows = lock_rows(connection, DIGESTED)
-    projectors = [BY_NAME[name] for name in DIGESTED]
-    if any(
-        p.name not in rows or not rows[p.name].generation or rows[p.name].version != p.version
-        for p in projectors
-    ):
+def stale(store: EventStore) -> list[str] | None:
+    """The storylines whose digest is missing or no longer holds; None if none can be made
+    now: the views are not built, stand at different positions or are another version's."""
+    try:
+        return read_views(store, _PROJECTORS, _stale)
+    except (NotBuilt, SchemaError):
         return None
-    if len({rows[name].position for name in DIGESTED}) != 1:
+
+
+def _stale(snapshot: Snapshot, storyline_id: str | None = None) -> list[str] | None:
+    """The storylines shown (or just `storyline_id`) whose digest is missing or does not hold,
+    as stories._digest judges one."""
+    if not same_position(snapshot):
         return None
-    tables: dict[str, sa.Table] = {}
-    for projector in projectors:
-        tables.update(tables_of(projector, rows[projector.name].generation))
-    return Snapshot(
-        Views(connection, tables),
-        {name: rows[name].position for name in DIGESTED},
-        store.head_in(connection),
-        {name: rows[name].generation for name in DIGESTED},
-    )
-
-
-def _stale_in(snapshot: Snapshot) -> list[str]:
-    """The storylines shown whose digest is missing or does not hold (as stories._digest
-    judges one)."""
     storylines = snapshot.views["storylines"]
     digests = snapshot.views["storyline_digests"]
     query = (
@@ -84,6 +81,7 @@ def _stale_in(snapshot: Snapshot) -> list[str]:
             storylines.c.removed_at.is_(None),
             sa.or_(
                 digests.c.storyline_id.is_(None),
+                digests.c.version != DIGEST_VERSION,
                 digests.c.position < storylines.c.changed_position,
                 digests.c.entities_generation != snapshot.generations["entities"],
                 digests.c.figures_generation != snapshot.generations["figures"],
@@ -91,28 +89,50 @@ def _stale_in(snapshot: Snapshot) -> list[str]:
         )
         .order_by(storylines.c.storyline_id)
     )
+    if storyline_id is not None:
+        query = query.where(storylines.c.storyline_id == storyline_id)
     return list(snapshot.views.connection.execute(query).scalars())
 
 
-def _write(snapshot: Snapshot, storyline_id: str) -> None:
-    row: dict[str, Any] = {
+def _digest(snapshot: Snapshot, storyline_id: str) -> tuple[sa.Table, dict[str, Any]] | None:
+    """The digest row of a storyline as the snapshot shows it, and the table it goes in; None
+    if it needs none (another process made it meanwhile) or cannot have one now."""
+    if not _stale(snapshot, storyline_id):
+        return None
+    row = {
         "storyline_id": storyline_id,
+        "version": DIGEST_VERSION,
         "position": snapshot.positions["storylines"],
         "entities_generation": snapshot.generations["entities"],
         "figures_generation": snapshot.generations["figures"],
         "figure_changes": _json(
-            [change.as_json_object() for change in figure_changes(snapshot, storyline_id)]
+            [c.as_json_object() for c in figure_changes(snapshot, storyline_id)]
         ),
-        "entities": _json(
-            [
-                {"name": e.name, "kind": e.kind, "count": e.count}
-                for e in entity_counts(snapshot, storyline_id)
-            ]
-        ),
+        "entities": _json([e.as_json_object() for e in entity_counts(snapshot, storyline_id)]),
     }
-    upsert_rows(
-        snapshot.views.connection, snapshot.views["storyline_digests"], [row], ("storyline_id",)
-    )
+    return snapshot.views["storyline_digests"], row
+
+
+def _write(store: EventStore, table: sa.Table, row: dict[str, Any]) -> bool:
+    """Store a digest unless one made from later views is there already (several daemons
+    digest at once); whether it was stored."""
+    try:
+        with writing(store.engine) as connection:
+            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+            statement = dialect.insert(table).values(row)
+            kept = {name: statement.excluded[name] for name in row if name != "storyline_id"}
+            result = connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["storyline_id"],
+                    set_=kept,
+                    where=table.c.position <= statement.excluded.position,
+                )
+            )
+            return bool(result.rowcount)
+    except StorageError as error:
+        if missing_table(error):
+            return False  # a replay swapped the views and dropped these tables meanwhile
+        raise
 
 
 def _json(value: Any) -> str:

@@ -76,13 +76,14 @@ def read_views(
                 with connection.begin():
                     return read(_snapshot(connection, store, projectors))
         except StorageError as error:
-            if attempt + 1 < _READ_ATTEMPTS and _missing_table(error):
+            if attempt + 1 < _READ_ATTEMPTS and missing_table(error):
                 continue
             raise
     raise AssertionError("unreachable")
 
 
-def _missing_table(error: StorageError) -> bool:
+def missing_table(error: StorageError) -> bool:
+    """Whether the error is a view table that is not there (dropped by a replay's swap)."""
     original = getattr(error.__cause__, "orig", None)
     if getattr(original, "sqlstate", None) == _UNDEFINED_TABLE:
         return True

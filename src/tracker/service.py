@@ -16,7 +16,13 @@ from sqlalchemy.engine import Engine
 from tracker.checkpoints import Checkpoint, make_checkpoint
 from tracker.config import Config, FeedConfig, load_config
 from tracker.database import create_engine, current_revision, describe, ensure_schema
-from tracker.errors import CheckpointError, ConcurrencyError, TrackerError, UsageError
+from tracker.errors import (
+    CheckpointError,
+    ConcurrencyError,
+    StorageError,
+    TrackerError,
+    UsageError,
+)
 from tracker.eventstore import Clock, EventStore
 from tracker.integrity import ChainReport, verify_chain
 from tracker.owners import process_owner
@@ -270,19 +276,33 @@ class Tracker:
     # -- views -----------------------------------------------------------------------------
 
     def catch_up(
-        self, progress: Progress | None = None, stopping: Callable[[], bool] | None = None
+        self,
+        progress: Progress | None = None,
+        stopping: Callable[[], bool] | None = None,
+        digest: bool = True,
     ) -> CatchUpReport:
         """Apply every event the views have not seen yet (after each poll, and at daemon start),
-        then digest the storylines that changed; `stopping` is asked after each batch, and true
-        ends the catch-up there."""
-        from tracker import digests
+        then (if `digest`) digest the storylines that changed; `stopping` is asked after each
+        batch, and true ends the catch-up there."""
         from tracker.projection import catch_up
         from tracker.views import PROJECTORS
 
         report = catch_up(self.store, PROJECTORS, progress, stopping=stopping)
-        if stopping is None or not stopping():
-            digests.refresh(self.store)
+        if digest and not report.stopped:
+            self.digest(stopping)
         return report
+
+    def digest(self, stopping: Callable[[], bool] | None = None) -> list[str]:
+        """Make the digests of the storylines that changed (tracker.digests); the storylines
+        digested. A digest is a cache: failing to make one is logged, not raised, for the
+        views it sums have been brought up to date and `tracker story` sums them meanwhile."""
+        from tracker import digests
+
+        try:
+            return digests.refresh(self.store, stopping)
+        except StorageError as error:
+            log.warning("storyline digests not made (stories are summed meanwhile): %s", error)
+            return []
 
     def replay(self, names: Sequence[str] = (), progress: Progress | None = None) -> ReplayReport:
         """Rebuild views from the whole log into fresh tables and swap them in atomically
@@ -300,9 +320,7 @@ class Tracker:
         if names:
             self.catch_up()  # the others, so that every view stands at the same position
         else:
-            from tracker import digests
-
-            digests.refresh(self.store)
+            self.digest()
         return report
 
     def status(self) -> Status:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -33,8 +33,11 @@ from tracker.summary import RECENT_ARTICLES, SourceText, summarise
 
 KEY_FIGURE_GROUPS = 5
 TOP_ENTITIES = 12
-# The views a storyline's digest is made from (tracker.digests).
+# The views a storyline's digest is made from (tracker.digests), and the version of what it
+# holds: changed whenever what `story` makes of those views changes (how figure changes are
+# ordered, which names are merged or kept), so that digests made by older code are not read.
 DIGESTED = ("entities", "figures", "storylines")
+DIGEST_VERSION = 1
 
 
 class UnknownStoryline(UsageError):
@@ -134,6 +137,13 @@ class EntityCount:
     kind: str
     count: int
 
+    def as_json_object(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "count": self.count}
+
+    @classmethod
+    def from_json_object(cls, value: dict[str, Any]) -> EntityCount:
+        return cls(value["name"], value["kind"], value["count"])
+
 
 @dataclass(frozen=True)
 class SummarySentence:
@@ -217,7 +227,7 @@ class Story:
                 }
                 for a in self.articles
             ],
-            "entities": [asdict(e) for e in self.entities],
+            "entities": [e.as_json_object() for e in self.entities],
             "per_day": [{"date": day, "count": count} for day, count in self.per_day],
             "rules": self.rules,
             "position": self.position,
@@ -586,10 +596,8 @@ def _digest(
     None where there is none that still holds: made from other generations of the figures or
     entities views, or before a change to its members, or the views read stand at different
     positions (a replay of one of them under way)."""
-    generations, positions = snapshot.generations, snapshot.positions
-    if not all(name in generations for name in DIGESTED):
-        return None  # the views of the past: built in private, never digested
-    if len({positions[name] for name in DIGESTED}) != 1:
+    generations = snapshot.generations
+    if not same_position(snapshot):
         return None
     table = snapshot.views["storyline_digests"]
     digest = snapshot.views.connection.execute(
@@ -597,6 +605,7 @@ def _digest(
     ).first()
     if (
         digest is None
+        or digest.version != DIGEST_VERSION
         or digest.position < storyline.changed_position
         or digest.entities_generation != generations["entities"]
         or digest.figures_generation != generations["figures"]
@@ -604,8 +613,17 @@ def _digest(
         return None
     return (
         [FigureChange.from_json_object(c) for c in json.loads(digest.figure_changes)],
-        [EntityCount(**e) for e in json.loads(digest.entities)],
+        [EntityCount.from_json_object(e) for e in json.loads(digest.entities)],
     )
+
+
+def same_position(snapshot: Snapshot) -> bool:
+    """Whether the views a digest is made from are all in the snapshot, current ones, at one
+    position: only then does a digest made at a position stand for them. Views of the past are
+    built in private and never digested; a view a replay is rebuilding may stand apart."""
+    if not all(name in snapshot.generations for name in DIGESTED):
+        return False
+    return len({snapshot.positions[name] for name in DIGESTED}) == 1
 
 
 def figure_changes(snapshot: Snapshot, storyline_id: str) -> list[FigureChange]:

@@ -120,6 +120,7 @@ def _source_columns() -> list[sa.Column[Any]]:
 def _digest_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("storyline_id", sa.String(64), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),  # stories.DIGEST_VERSION
         sa.Column("position", sa.BigInteger(), nullable=False),  # the views it was made from
         sa.Column("entities_generation", sa.Integer(), nullable=False),
         sa.Column("figures_generation", sa.Integer(), nullable=False),
@@ -540,7 +541,9 @@ def _define(
     )
     story = Story(typed.storyline_id, rules, True)
     stories[typed.storyline_id] = story
-    touched[typed.storyline_id] = event.position  # its row says so already; kept by apply
+    # Its row says so already; marked here too, or apply's last update would put back an
+    # earlier event of the batch that touched it.
+    touched[typed.storyline_id] = event.position
     if previous is not None and previous.active and previous.rules == rules:
         return  # a new title only
     _rematch(views, story, event, touched)
@@ -553,7 +556,7 @@ def _remove(views: Views, stories: dict[str, Story], event: Any, typed: Storylin
         .where(table.c.storyline_id == typed.storyline_id)
         .values(removed_at=utc(event.recorded_at))
     )
-    for name in ("storyline_articles", "storyline_sources"):
+    for name in ("storyline_articles", "storyline_sources", "storyline_digests"):
         delete_where_in(views.connection, views[name], "storyline_id", [typed.storyline_id])
     previous = stories.get(typed.storyline_id)
     if previous is not None:
