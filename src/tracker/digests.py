@@ -4,8 +4,8 @@ change, so that `tracker story` reads one row for them whatever the storyline's 
 They sum every member's rows of the figures and entities views, so the storylines projector
 cannot keep them: a projector reads only its own tables, and a replay may rebuild one view
 alone. They are made after a catch-up or a replay instead (by the daemon, every
-DIGEST_EVERY_S), each summed in a read snapshot of views that stand at one position and
-written in a short transaction of its own. A reader uses a digest only while it holds
+DIGEST_EVERY_S): summed in one read snapshot of views that stand at one position, which
+blocks no writer, then written in one short transaction. A reader uses a digest only while it holds
 (tracker.stories): made by this DIGEST_VERSION, from the current generations of the figures and
 entities views, with no change to the storyline's members or their articles since the position
 it was made at (the storylines projector marks each). Otherwise the reader sums the members'
@@ -45,17 +45,15 @@ def refresh(store: EventStore, stopping: Callable[[], bool] | None = None) -> li
     """Make the digest of every storyline whose digest is missing or no longer holds; the
     storylines digested. Nothing when the views are not built, stand at different positions,
     or were built by another version of tracker. `stopping` is asked before each storyline."""
-    digested: list[str] = []
-    for storyline_id in stale(store) or ():
-        if stopping is not None and stopping():
-            break
-        try:
-            made = read_views(store, _PROJECTORS, partial(_digest, storyline_id=storyline_id))
-        except (NotBuilt, SchemaError):
-            break  # a replay by another tracker version meanwhile
-        if made is not None and _write(store, *made):
-            digested.append(storyline_id)
-    return digested
+    try:
+        made = read_views(store, _PROJECTORS, partial(_digests, stopping=stopping))
+    except (NotBuilt, SchemaError):
+        return []
+    if made is None:
+        return []
+    table, rows = made
+    _write(store, table, rows)
+    return [row["storyline_id"] for row in rows]
 
 
 def stale(store: EventStore) -> list[str] | None:
@@ -67,9 +65,9 @@ def stale(store: EventStore) -> list[str] | None:
         return None
 
 
-def _stale(snapshot: Snapshot, storyline_id: str | None = None) -> list[str] | None:
-    """The storylines shown (or just `storyline_id`) whose digest is missing or does not hold,
-    as stories._digest judges one."""
+def _stale(snapshot: Snapshot) -> list[str] | None:
+    """The storylines shown whose digest is missing or does not hold, as stories._digest
+    judges one; None if the views stand at different positions."""
     if not same_position(snapshot):
         return None
     storylines = snapshot.views["storylines"]
@@ -89,17 +87,24 @@ def _stale(snapshot: Snapshot, storyline_id: str | None = None) -> list[str] | N
         )
         .order_by(storylines.c.storyline_id)
     )
-    if storyline_id is not None:
-        query = query.where(storylines.c.storyline_id == storyline_id)
     return list(snapshot.views.connection.execute(query).scalars())
 
 
-def _digest(snapshot: Snapshot, storyline_id: str) -> tuple[sa.Table, dict[str, Any]] | None:
-    """The digest row of a storyline as the snapshot shows it, and the table it goes in; None
-    if it needs none (another process made it meanwhile) or cannot have one now."""
-    if not _stale(snapshot, storyline_id):
-        return None
-    row = {
+def _digests(
+    snapshot: Snapshot, stopping: Callable[[], bool] | None
+) -> tuple[sa.Table, list[dict[str, Any]]] | None:
+    """The digest rows of the storylines that need one, as the snapshot shows them, and the
+    table they go in; None if none needs one or can have one now."""
+    rows: list[dict[str, Any]] = []
+    for storyline_id in _stale(snapshot) or ():
+        if stopping is not None and stopping():
+            break
+        rows.append(_digest(snapshot, storyline_id))
+    return (snapshot.views["storyline_digests"], rows) if rows else None
+
+
+def _digest(snapshot: Snapshot, storyline_id: str) -> dict[str, Any]:
+    return {
         "storyline_id": storyline_id,
         "version": DIGEST_VERSION,
         "position": snapshot.positions["storylines"],
@@ -110,29 +115,27 @@ def _digest(snapshot: Snapshot, storyline_id: str) -> tuple[sa.Table, dict[str, 
         ),
         "entities": _json([e.as_json_object() for e in entity_counts(snapshot, storyline_id)]),
     }
-    return snapshot.views["storyline_digests"], row
 
 
-def _write(store: EventStore, table: sa.Table, row: dict[str, Any]) -> bool:
-    """Store a digest unless one made from later views is there already (several daemons
-    digest at once); whether it was stored."""
+def _write(store: EventStore, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Store the digests, each unless one made from later views is there already (several
+    daemons digest at once)."""
     try:
         with writing(store.engine) as connection:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-            statement = dialect.insert(table).values(row)
-            kept = {name: statement.excluded[name] for name in row if name != "storyline_id"}
-            result = connection.execute(
+            statement = dialect.insert(table)
+            kept = {name: statement.excluded[name] for name in rows[0] if name != "storyline_id"}
+            connection.execute(
                 statement.on_conflict_do_update(
                     index_elements=["storyline_id"],
                     set_=kept,
                     where=table.c.position <= statement.excluded.position,
-                )
+                ),
+                rows,
             )
-            return bool(result.rowcount)
     except StorageError as error:
-        if missing_table(error):
-            return False  # a replay swapped the views and dropped these tables meanwhile
-        raise
+        if not missing_table(error):
+            raise  # else a replay swapped the views and dropped these tables meanwhile
 
 
 def _json(value: Any) -> str:
