@@ -182,13 +182,19 @@ def test_three_daemons_share_one_postgres_without_double_polls(
         assert tracker.verify().ok
 
 
-def test_the_daemon_keeps_the_views_up_to_date_after_each_poll(
-    settings: Settings, feed_server: FeedServer
-) -> None:
+def one_feed_about_essequibo(settings: Settings, feed_server: FeedServer) -> None:
+    """feeds.yaml with one feed of three Essequibo articles, polled every second, and the
+    essequibo storyline."""
     feed_server.routes["/upi"] = Reply(200, rss("upi", items=3))
     write_config(settings.config_path, feed_server, ["upi"], "1s")
     with settings.config_path.open("a") as config:
         config.write("storylines:\n  - {id: essequibo, match: {any: [Essequibo]}}\n")
+
+
+def test_the_daemon_keeps_the_views_up_to_date_after_each_poll(
+    settings: Settings, feed_server: FeedServer
+) -> None:
+    one_feed_about_essequibo(settings, feed_server)
     daemon = start_daemon(settings)
     try:
         with Tracker(settings) as tracker:
@@ -205,10 +211,7 @@ def test_the_daemon_keeps_the_views_up_to_date_after_each_poll(
 def test_the_daemon_digests_the_storylines_that_changed_on_its_own_interval(
     settings: Settings, feed_server: FeedServer
 ) -> None:
-    feed_server.routes["/upi"] = Reply(200, rss("upi", items=3))
-    write_config(settings.config_path, feed_server, ["upi"], "1s")
-    with settings.config_path.open("a") as config:
-        config.write("storylines:\n  - {id: essequibo, match: {any: [Essequibo]}}\n")
+    one_feed_about_essequibo(settings, feed_server)
     daemon = start_daemon(settings, "--digest-every", "0.5")
     try:
         with Tracker(settings) as tracker:

@@ -29,6 +29,7 @@ from tracker.reading import NotBuilt, Snapshot, missing_table, read_views
 from tracker.stories import (
     DIGEST_VERSION,
     DIGESTED,
+    digest_holds,
     entity_counts,
     figure_changes,
     same_position,
@@ -66,28 +67,25 @@ def stale(store: EventStore) -> list[str] | None:
 
 
 def _stale(snapshot: Snapshot) -> list[str] | None:
-    """The storylines shown whose digest is missing or does not hold, as stories._digest
-    judges one; None if the views stand at different positions."""
+    """The storylines shown whose digest is missing or does not hold (stories.digest_holds);
+    None if the views stand at different positions. Read whole: a row per storyline."""
     if not same_position(snapshot):
         return None
     storylines = snapshot.views["storylines"]
     digests = snapshot.views["storyline_digests"]
-    query = (
-        sa.select(storylines.c.storyline_id)
-        .outerjoin(digests, digests.c.storyline_id == storylines.c.storyline_id)
-        .where(
-            storylines.c.removed_at.is_(None),
-            sa.or_(
-                digests.c.storyline_id.is_(None),
-                digests.c.version != DIGEST_VERSION,
-                digests.c.position < storylines.c.changed_position,
-                digests.c.entities_generation != snapshot.generations["entities"],
-                digests.c.figures_generation != snapshot.generations["figures"],
-            ),
-        )
+    connection = snapshot.views.connection
+    made = {row.storyline_id: row for row in connection.execute(sa.select(digests))}
+    shown = connection.execute(
+        sa.select(storylines.c.storyline_id, storylines.c.changed_position)
+        .where(storylines.c.removed_at.is_(None))
         .order_by(storylines.c.storyline_id)
     )
-    return list(snapshot.views.connection.execute(query).scalars())
+    return [
+        row.storyline_id
+        for row in shown
+        if row.storyline_id not in made
+        or not digest_holds(snapshot, row.changed_position, made[row.storyline_id])
+    ]
 
 
 def _digests(

@@ -323,7 +323,7 @@ class Analyser:
     def __init__(self, engine: Engine, first: int = ANALYSE_AFTER) -> None:
         self._engine = engine
         self._first = self._next = max(first, 1)
-        self.analysed_at = 0  # events applied at the last analyse
+        self._analysed_at = 0  # events applied at the last analyse
 
     def applied(
         self,
@@ -334,10 +334,10 @@ class Analyser:
     ) -> None:
         """`events` applied so far; `final`: the fill is over, so analysed if it applied
         enough and grew since the last analyse."""
-        ending = final and events >= self._first and events > self.analysed_at
+        ending = final and events >= self._first and events > self._analysed_at
         if events >= self._next or ending:
             analyse(self._engine, projectors, generations)
-            self.analysed_at = events
+            self._analysed_at = events
             self._next = 2 * events
 
 

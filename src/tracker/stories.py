@@ -596,24 +596,29 @@ def _digest(
     None where there is none that still holds: made from other generations of the figures or
     entities views, or before a change to its members, or the views read stand at different
     positions (a replay of one of them under way)."""
-    generations = snapshot.generations
     if not same_position(snapshot):
         return None
     table = snapshot.views["storyline_digests"]
     digest = snapshot.views.connection.execute(
         sa.select(table).where(table.c.storyline_id == storyline.storyline_id)
     ).first()
-    if (
-        digest is None
-        or digest.version != DIGEST_VERSION
-        or digest.position < storyline.changed_position
-        or digest.entities_generation != generations["entities"]
-        or digest.figures_generation != generations["figures"]
-    ):
+    if digest is None or not digest_holds(snapshot, storyline.changed_position, digest):
         return None
     return (
         [FigureChange.from_json_object(c) for c in json.loads(digest.figure_changes)],
         [EntityCount.from_json_object(e) for e in json.loads(digest.entities)],
+    )
+
+
+def digest_holds(snapshot: Snapshot, changed_position: int, digest: Any) -> bool:
+    """Whether a storyline's digest row stands for the snapshot's views: made by this code,
+    from these generations of the figures and entities views, at or after the storyline's last
+    change. The views must stand at one position (same_position)."""
+    return bool(
+        digest.version == DIGEST_VERSION
+        and digest.position >= changed_position
+        and digest.entities_generation == snapshot.generations["entities"]
+        and digest.figures_generation == snapshot.generations["figures"]
     )
 
 

@@ -239,14 +239,13 @@ class StorylinesProjector(Projector):
             else:
                 _curate(views, stories, event, typed, touched)
         _articles(views, stories, run, touched)
-        table = views["storylines"]
-        for position in sorted(set(touched.values())):
+        if touched:  # one statement, many parameter sets
+            table = views["storylines"]
             views.connection.execute(
                 sa.update(table)
-                .where(
-                    table.c.storyline_id.in_(sorted(s for s, p in touched.items() if p == position))
-                )
-                .values(changed_position=position)
+                .where(table.c.storyline_id == sa.bindparam("s"))
+                .values(changed_position=sa.bindparam("p")),
+                [{"s": s, "p": p} for s, p in sorted(touched.items())],
             )
 
     def changes(self, old: Views, new: Views) -> list[str]:
