@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
-from tracker.database import describe, storage_errors
+from tracker.database import describe, storage_errors, undefined_table
 from tracker.errors import SchemaError, StorageError
 from tracker.eventstore import EventStore
 from tracker.projection import (
@@ -37,7 +37,6 @@ T = TypeVar("T")
 # How often a reader starts again when a replay dropped the old tables under it: PostgreSQL
 # resolves table names outside the reader's snapshot.
 _READ_ATTEMPTS = 4
-_UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE, whatever language the server speaks
 
 
 @dataclass(frozen=True)
@@ -84,10 +83,7 @@ def read_views(
 
 def missing_table(error: StorageError) -> bool:
     """Whether the error is a view table that is not there (dropped by a replay's swap)."""
-    original = getattr(error.__cause__, "orig", None)
-    if getattr(original, "sqlstate", None) == _UNDEFINED_TABLE:
-        return True
-    return "no such table" in str(original)
+    return undefined_table(getattr(error.__cause__, "orig", None))
 
 
 def _snapshot(
