@@ -74,7 +74,15 @@ def _stale(snapshot: Snapshot) -> list[str] | None:
     storylines = snapshot.views["storylines"]
     digests = snapshot.views["storyline_digests"]
     connection = snapshot.views.connection
-    made = {row.storyline_id: row for row in connection.execute(sa.select(digests))}
+    # What digest_holds judges by, not the sums: those are a storyline's whole figures and names.
+    judged = sa.select(
+        digests.c.storyline_id,
+        digests.c.version,
+        digests.c.position,
+        digests.c.entities_generation,
+        digests.c.figures_generation,
+    )
+    made = {row.storyline_id: row for row in connection.execute(judged)}
     shown = connection.execute(
         sa.select(storylines.c.storyline_id, storylines.c.changed_position)
         .where(storylines.c.removed_at.is_(None))
